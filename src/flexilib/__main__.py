@@ -1,0 +1,3 @@
+from flexilib.cli import main
+
+raise SystemExit(main())

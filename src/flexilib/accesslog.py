@@ -1,0 +1,89 @@
+"""The request log: one line per request on standard output, the original's format.
+
+    127.0.0.1:59940 - - "GET / HTTP/1.1" 200 ttfb 2000.420ms 11 ttlb 2000.568ms (pre-alloc: 1569, alloc: 4350)
+
+Lines are gathered and written with one `write` per event-loop turn (or
+sooner once 64 KiB are waiting), so logging costs a format, not a syscall,
+per request. Diagnostics go to standard error through `diag()`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+__all__ = ["AccessLog", "diag", "format_client"]
+
+_FLUSH_AT = 64 * 1024
+
+
+def diag(message: str) -> None:
+    """One diagnostic line on standard error (loads, reloads, errors)."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+    try:
+        sys.stderr.write(f"{stamp} flexilib[{os.getpid()}]: {message}\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):  # stderr closed: diagnostics must never kill the server
+        pass
+
+
+def format_client(peer: tuple | None) -> str:
+    """`host:port`, with IPv6 hosts bracketed; `-` when the peer is unknown (Unix socket)."""
+    if not peer:
+        return "-"
+    host, port = peer[0], peer[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class AccessLog:
+    """Buffers formatted lines and writes them to a file descriptor in batches."""
+
+    def __init__(self, loop, fd: int = 1) -> None:
+        self._loop = loop
+        self._fd = fd
+        self._lines: list[str] = []
+        self._size = 0
+        self._scheduled = False
+
+    def log(
+        self,
+        client: str,
+        method: str,
+        target: str,
+        version: str,
+        status: int,
+        ttfb: float,
+        size: int,
+        ttlb: float,
+        prealloc: int,
+        alloc: int,
+    ) -> None:
+        """Record one request; times are in seconds."""
+        line = (
+            f'{client} - - "{method} {target} HTTP/{version}" {status} '
+            f"ttfb {ttfb * 1000:.3f}ms {size} ttlb {ttlb * 1000:.3f}ms "
+            f"(pre-alloc: {prealloc}, alloc: {alloc})\n"
+        )
+        self._lines.append(line)
+        self._size += len(line)
+        if self._size >= _FLUSH_AT:
+            self.flush()
+        elif not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._scheduled = False
+        if not self._lines:
+            return
+        data = "".join(self._lines).encode("utf-8", "backslashreplace")
+        self._lines.clear()
+        self._size = 0
+        try:
+            while data:
+                data = data[os.write(self._fd, data) :]
+        except BlockingIOError:
+            pass  # a non-blocking stdout that is full: drop rather than stall the loop
+        except OSError:
+            pass  # stdout closed: keep serving

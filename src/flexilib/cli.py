@@ -1,0 +1,123 @@
+"""The `flexilib` command: serve (the default), check and routes."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from flexilib.config import ConfigError, Rule, load_config
+from flexilib.settings import Settings, SettingsError, resolve
+
+__all__ = ["main"]
+
+ENV_HELP = """environment (flags win): PORT, SERVER_ADDRESS, SERVER_THREAD_COUNT,
+SERVER_MAX_THREADS, SERVER_WORKERS, RESPONSE_PREALLOCATION_KB"""
+
+
+def _serve_flags(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add("--config", metavar="PATH", help="routing config (default: ./proxy.ini)")
+    add("--port", help="TCP port (PORT, default 8069)")
+    add("--address", help="listen address, IPv4 or IPv6 (SERVER_ADDRESS, default 0.0.0.0)")
+    add("--threads", help="threads kept ready for handlers (SERVER_THREAD_COUNT, default: CPUs)")
+    add("--max-threads", help="the pool grows to this while all are busy (SERVER_MAX_THREADS, 64)")
+    add("--workers", help="worker processes sharing the port (SERVER_WORKERS, default 1)")
+    add("--prealloc-kb", help="per-thread request buffer (RESPONSE_PREALLOCATION_KB, default 8)")
+    add("--max-header-bytes", help="request line + headers limit, 431 past it (default 16384)")
+    add("--max-body-bytes", help="request body limit, 413 past it (default 10485760)")
+    add("--header-timeout", help="seconds to receive the headers, 408 past it (default 10)")
+    add("--body-timeout", help="seconds between pieces of a body, 408 past it (default 30)")
+    add("--keepalive-timeout", help="seconds an idle keep-alive connection stays (default 15)")
+    add("--max-connections", help="open connections per worker (default 10000)")
+    add("--grace-period", help="seconds to finish requests on SIGTERM/SIGINT (default 30)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="flexilib",
+        description="A web server that loads its request handlers at run time.",
+        epilog=ENV_HELP,
+    )
+    commands = parser.add_subparsers(dest="command", metavar="{serve,check,routes}")
+    serve = commands.add_parser("serve", help="run the server (the default)", epilog=ENV_HELP)
+    _serve_flags(serve)
+    check = commands.add_parser("check", help="parse the config and load every handler")
+    check.add_argument("config", nargs="?", default="proxy.ini", help="default: ./proxy.ini")
+    routes = commands.add_parser("routes", help="print the routing table as the server sees it")
+    routes.add_argument("config", nargs="?", default="proxy.ini", help="default: ./proxy.ini")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
+        argv = ["serve", *argv]
+    args = _parser().parse_args(argv)
+    if args.command == "check":
+        return check(Path(args.config))
+    if args.command == "routes":
+        return routes(Path(args.config))
+    try:
+        settings = resolve(vars(args))
+    except SettingsError as exc:
+        print(f"flexilib: {exc}", file=sys.stderr)
+        return 2
+    return serve(settings)
+
+
+def _load(path: Path) -> list[Rule] | None:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(f"flexilib: config error: {exc}", file=sys.stderr)
+        return None
+
+
+def serve(settings: Settings) -> int:
+    rules = _load(settings.config)
+    if rules is None:
+        return 2
+    from flexilib.supervisor import run_master
+
+    return run_master(settings, rules)
+
+
+def routes(path: Path) -> int:
+    rules = _load(path)
+    if rules is None:
+        return 2
+    print(f"# {path} ({len(rules)} routes, first match wins)")
+    for rule in rules:
+        options = " ".join(f"{k}={v}" for k, v in rule.spec.options)
+        print(f"{rule.line:>4}  {rule.describe():<28} {rule.spec.kind:<14} {rule.spec.path} {options}")
+    return 0
+
+
+def check(path: Path) -> int:
+    """Load every handler once, in this process, and report each problem."""
+    from flexilib.handlers import create_handler
+
+    rules = _load(path)
+    if rules is None:
+        return 2
+    problems = 0
+    loaded = {}
+    for rule in rules:
+        if rule.spec not in loaded:
+            handler = create_handler(rule.spec)
+            try:
+                handler.load()
+                loaded[rule.spec] = None
+            except Exception as exc:  # noqa: BLE001 - every failure is a reported problem
+                loaded[rule.spec] = exc
+            finally:
+                handler.close()
+        error = loaded[rule.spec]
+        if error is not None:
+            problems += 1
+            print(f"{path}:{rule.line}: {rule.key}: {error}")
+        else:
+            print(f"{path}:{rule.line}: {rule.key}: ok ({rule.spec.kind})")
+    print(f"{len(rules)} routes, {problems} problem(s)")
+    return 1 if problems else 0

@@ -1,0 +1,119 @@
+"""The one small interface every TARGET kind implements.
+
+A handler is created from its `HandlerSpec` (cheap, no I/O), then `load()`ed
+on first use in a worker thread, then called. Its `mode` tells the
+connection layer how to call it:
+
+- ``"sync"``: `call(request) -> Response`, thread-safe. The dispatcher runs it
+  inline on the event loop while it is observed to be fast, else on the
+  thread pool (see `flexilib.dispatch`).
+- ``"async"``: `await call_async(request) -> Response` on the event loop.
+- ``"stream"``: `await stream(request, exchange)`; the handler reads the
+  request body and writes the response itself through the `Exchange`
+  (reverse proxy, tunnels). Called as soon as the header section is in.
+
+`close()` releases what `load()` took; it is called once the version has
+drained. `watched_files()` names the files whose change means "reload me".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from flexilib.http.exchange import Exchange
+    from flexilib.request import Request
+    from flexilib.response import Response
+
+__all__ = ["Handler", "HandlerSpec", "HandlerError", "HandlerLoadError"]
+
+
+class HandlerError(Exception):
+    """A handler failed while answering; the connection layer answers `status`."""
+
+    status = 500
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        if status is not None:
+            self.status = status
+
+
+class HandlerLoadError(HandlerError):
+    """The handler's code could not be loaded (missing file, symbol, import error)."""
+
+    status = 503
+
+
+@dataclass(frozen=True)
+class HandlerSpec:
+    """What a proxy.ini line says about one handler: its identity for sharing and reuse."""
+
+    kind: str
+    target: str  # the TARGET text as written
+    path: str  # resolved file path or URL list, kind-specific
+    options: tuple[tuple[str, str], ...] = ()
+    base_dir: Path = field(default_factory=Path.cwd, compare=False)
+    func: str = ""  # function name for python:/lambda: kinds
+
+    def option(self, name: str, default: str | None = None) -> str | None:
+        for key, value in self.options:
+            if key == name:
+                return value
+        return default
+
+    def prefixed(self, prefix: str) -> dict[str, str]:
+        """Options named `prefix` + NAME, as {NAME: value} (e.g. `env.`)."""
+        return {k[len(prefix) :]: v for k, v in self.options if k.startswith(prefix)}
+
+
+class Handler:
+    """Base class; see the module docstring for the contract."""
+
+    #: how to call this handler; a kind may set it per instance in load()
+    mode: str = "sync"
+    #: option names this kind accepts (besides `env.*` where `takes_env`)
+    options: ClassVar[frozenset[str]] = frozenset({"dispatch"})
+    takes_env: ClassVar[bool] = False
+
+    def __init__(self, spec: HandlerSpec) -> None:
+        self.spec = spec
+        #: `auto`, `inline` or `pool`: how the dispatcher runs a sync handler
+        self.dispatch = spec.option("dispatch", "auto")
+        #: the dispatcher's per-request-class timings (see flexilib.dispatch)
+        self.classes: dict = {}
+
+    @classmethod
+    def validate(cls, spec: HandlerSpec) -> None:
+        """Raise ValueError for an option this kind does not take or a bad value."""
+        for name, value in spec.options:
+            if name.startswith("env.") and cls.takes_env:
+                continue
+            if name not in cls.options:
+                raise ValueError(f"unknown option {name!r} for a {spec.kind} target")
+            if name == "dispatch" and value not in ("auto", "inline", "pool"):
+                raise ValueError("dispatch must be auto, inline or pool")
+
+    def load(self) -> None:
+        """Load the code. Runs in a worker thread; raise HandlerLoadError on failure."""
+
+    def call(self, request: Request) -> Response:
+        raise NotImplementedError
+
+    async def call_async(self, request: Request) -> Response:
+        raise NotImplementedError
+
+    async def stream(self, request: Request, exchange: Exchange) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what load() took. Called after the last request finished."""
+
+    def watched_files(self) -> list[Path]:
+        """Files whose change should reload this handler."""
+        return []
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.spec.target}>"

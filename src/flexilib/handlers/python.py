@@ -1,0 +1,49 @@
+"""Python handler modules: `handle_request(request)`, plain or `async`."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+from flexilib.handlers.base import Handler, HandlerError, HandlerLoadError
+from flexilib.handlers.pymodule import load_module
+from flexilib.request import Request
+from flexilib.response import Response
+
+__all__ = ["PythonHandler", "to_response"]
+
+
+def to_response(result: object, where: str) -> Response:
+    """A handler's return value -> Response (`bytes`/`str` are a 200 text/plain)."""
+    if isinstance(result, Response):
+        return result
+    if isinstance(result, (bytes, str)):
+        return Response(result)
+    raise HandlerError(f"{where} returned {type(result).__name__}, not Response, bytes or str")
+
+
+class PythonHandler(Handler):
+    """A `.py` file; the function is `handle_request` unless `python:FILE.py:FUNC` names one."""
+
+    def __init__(self, spec) -> None:
+        super().__init__(spec)
+        self._func = None
+        self._files: list[Path] = [Path(spec.path)]
+
+    def load(self) -> None:
+        loaded = load_module(self.spec.path)
+        func = getattr(loaded.module, self.spec.func, None)
+        if not callable(func):
+            raise HandlerLoadError(f"cannot load {self.spec.path}: no function {self.spec.func}()")
+        self._func = func
+        self._files = loaded.files
+        self.mode = "async" if inspect.iscoroutinefunction(func) else "sync"
+
+    def watched_files(self) -> list[Path]:
+        return list(self._files)
+
+    def call(self, request: Request) -> Response:
+        return to_response(self._func(request), self.spec.path)
+
+    async def call_async(self, request: Request) -> Response:
+        return to_response(await self._func(request), self.spec.path)

@@ -1,0 +1,49 @@
+"""The response object handlers return."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+__all__ = ["Response"]
+
+HeaderInput = Mapping[str, str] | Iterable[tuple[str, str]] | None
+
+
+class Response:
+    """A complete response: status, headers and a body held in memory.
+
+    `headers` is a list of `(name, value)` strings; repeated names are kept
+    (several `Set-Cookie`, say). `reason` overrides the standard reason
+    phrase. `raw_headers` is for handler kinds that already hold validated,
+    encoded header lines (`b"Name: value\\r\\n"...`); the writer sends them as is.
+    `prealloc` and `alloc` are the access log's memory figures (see README).
+    """
+
+    __slots__ = ("status", "headers", "body", "reason", "raw_headers", "prealloc", "alloc")
+
+    def __init__(
+        self,
+        body: bytes | str = b"",
+        status: int = 200,
+        headers: HeaderInput = None,
+        reason: str | None = None,
+        content_type: str | None = None,
+    ) -> None:
+        self.body = body.encode() if isinstance(body, str) else bytes(body)
+        self.status = status
+        if headers is None:
+            self.headers: list[tuple[str, str]] = []
+        elif isinstance(headers, Mapping):
+            self.headers = [(str(k), str(v)) for k, v in headers.items()]
+        else:
+            self.headers = [(str(k), str(v)) for k, v in headers]
+        if content_type is not None:
+            self.headers.append(("Content-Type", content_type))
+        self.reason = reason
+        self.raw_headers = b""
+        # memory figures for the access log, filled by the handler kinds that know them
+        self.prealloc = 0
+        self.alloc = 0
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status} {len(self.body)} bytes>"

@@ -1,0 +1,162 @@
+"""The master process: owns the listening socket, runs the workers, restarts the dead.
+
+It never loads handler code, so a native library that crashes takes down
+one worker, never the master. Workers inherit the listening socket through
+fork (measured against SO_REUSEPORT in README "Architecture"). Signals are
+taken synchronously with `sigtimedwait`, so the master has no event loop and
+stays a few MB:
+
+- SIGHUP: re-read the config (kept for workers started later) and forward it.
+- SIGTERM/SIGINT: close the listener, forward, wait for the workers;
+  a second one kills them at once.
+- a worker that dies unasked is replaced at once; one that keeps dying soon
+  after start is restarted with a growing delay (up to `MAX_BACKOFF`).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+
+from flexilib.accesslog import diag
+from flexilib.config import ConfigError, Rule, load_config
+from flexilib.settings import Settings
+
+__all__ = ["listen", "run_master"]
+
+MAX_BACKOFF = 10.0
+STABLE_AFTER = 5.0  # a worker alive this long resets the crash count
+_SIGNALS = (signal.SIGCHLD, signal.SIGHUP, signal.SIGTERM, signal.SIGINT)
+
+
+def listen(settings: Settings) -> socket.socket:
+    """The listening socket, shared by every worker."""
+    family = socket.AF_INET6 if ":" in settings.address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    sock.bind((settings.address, settings.port))
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+def _describe(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"exited with status {os.waitstatus_to_exitcode(status)}"
+
+
+class Master:
+    def __init__(self, settings: Settings, sock: socket.socket, rules: list[Rule]) -> None:
+        self.settings = settings
+        self.sock = sock
+        self.rules = rules
+        self.workers: dict[int, tuple[int, float]] = {}  # pid -> (slot number, start time)
+        self.crashes = [0] * settings.workers
+        self.restart_at: dict[int, float] = {}  # slot number -> when to start it
+        self.stopping = False
+
+    def spawn(self, number: int) -> None:
+        pid = os.fork()
+        if pid == 0:  # the worker
+            status = 1
+            try:
+                signal.pthread_sigmask(signal.SIG_SETMASK, set())
+                for sig in _SIGNALS:
+                    signal.signal(sig, signal.SIG_DFL)
+                from flexilib.http.server import run_worker
+
+                status = run_worker(self.sock, self.settings, self.rules)
+            except BaseException as exc:  # noqa: BLE001 - report, never return into the master
+                diag(f"worker failed: {exc!r}")
+            finally:
+                os._exit(status)
+        self.workers[pid] = (number, time.monotonic())
+        diag(f"worker {number} started (pid {pid})")
+
+    def reap(self) -> None:
+        while self.workers:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            number, started = self.workers.pop(pid, (None, 0.0))
+            if number is None or self.stopping:
+                if number is not None:
+                    diag(f"worker {number} (pid {pid}) {_describe(status)}")
+                continue
+            lived = time.monotonic() - started
+            if lived > STABLE_AFTER:
+                self.crashes[number] = 0
+            delay = 0.0 if self.crashes[number] == 0 else min(0.1 * 2 ** self.crashes[number], MAX_BACKOFF)
+            self.crashes[number] += 1
+            diag(
+                f"worker {number} (pid {pid}) {_describe(status)} after {lived:.1f}s;"
+                f" restarting {'now' if not delay else f'in {delay:.1f}s'}"
+            )
+            self.restart_at[number] = time.monotonic() + delay
+
+    def hangup(self) -> None:
+        try:
+            self.rules = load_config(self.settings.config)
+        except ConfigError as exc:
+            diag(f"SIGHUP: config rejected, workers keep the old routes: {exc}")
+        for pid in self.workers:
+            os.kill(pid, signal.SIGHUP)
+
+    def stop(self, sig: int) -> None:
+        if self.stopping:
+            diag("second stop signal: killing workers")
+            for pid in self.workers:
+                os.kill(pid, signal.SIGKILL)
+            return
+        self.stopping = True
+        self.sock.close()  # new connections are refused from now on
+        diag(f"stopping on {signal.Signals(sig).name}: waiting for {len(self.workers)} worker(s)")
+        for pid in self.workers:
+            os.kill(pid, signal.SIGTERM)
+
+    def run(self) -> int:
+        signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+        for number in range(self.settings.workers):
+            self.spawn(number)
+        while self.workers or (self.restart_at and not self.stopping):
+            now = time.monotonic()
+            for number, when in list(self.restart_at.items()):
+                if when <= now and not self.stopping:
+                    del self.restart_at[number]
+                    self.spawn(number)
+            timeout = min([w - now for w in self.restart_at.values()] + [1.0])
+            info = signal.sigtimedwait(_SIGNALS, max(timeout, 0.01))
+            if info is None:
+                continue
+            if info.si_signo == signal.SIGCHLD:
+                self.reap()
+            elif info.si_signo == signal.SIGHUP:
+                self.hangup()
+            else:
+                self.stop(info.si_signo)
+            self.reap()
+        diag("stopped")
+        return 0
+
+
+def run_master(settings: Settings, rules: list[Rule]) -> int:
+    """Bind, start the workers and supervise them until stopped; the exit status."""
+    try:
+        sock = listen(settings)
+    except OSError as exc:
+        diag(f"cannot listen on {settings.address}:{settings.port}: {exc.strerror or exc}")
+        return 2
+    where = sock.getsockname()
+    diag(
+        f"listening on {where[0]}:{where[1]} with {settings.workers} worker(s),"
+        f" config {settings.config}"
+    )
+    return Master(settings, sock, rules).run()
