@@ -6,12 +6,17 @@ every call to a thread costs 5x with `run_in_executor`. Inline alone, though,
 lets one slow call stall every connection of the worker.
 
 So every request is put in a *class*: its handler, method, path (without
-the query) and the names of its headers. A new class runs on the pool. After
-`PROMOTE` consecutive pool calls each under `FAST` seconds it runs inline;
-an inline call that takes longer than `SLOW` sends its class back to the pool,
-and the class must then prove itself for twice as long. A request that
-carries `x-slow` (or reaches a blocking code path) thus stays off the loop,
-while the steady stream of fast requests never leaves it.
+the query) and the names of its headers. A new class runs on the pool. Once
+`PROMOTE` of its pool calls took under `FAST` seconds it runs inline; an
+inline call that takes longer than `SLOW` sends its class back to the pool,
+and the class must then prove itself twice as often. A request that carries
+`x-slow` (or reaches a blocking code path) thus stays off the loop, while the
+steady stream of fast requests never leaves it.
+
+A call's time is the handler's own when the kind can measure it without the
+time spent waiting for the GIL (`Response.elapsed`, native calls); otherwise
+the wall time around the call, where a wait for the GIL can make a fast call
+look slow. That is why fast samples are counted, not required in a row.
 
 The pool hands results back in batches: workers append to a deque and the
 first one to find no wake-up pending asks the loop for one. One
@@ -88,11 +93,10 @@ class Dispatcher:
         except BaseException as exc:  # handed to the caller, who logs it
             done(None, exc)
             return
-        finally:
-            if entry is not None and perf_counter() - start > SLOW:
-                entry[0] = _POOL
-                entry[1] = 0
-                entry[2] = min(entry[2] * 2, PROMOTE_MAX)
+        if entry is not None and (result.elapsed or perf_counter() - start) > SLOW:
+            entry[0] = _POOL
+            entry[1] = 0
+            entry[2] = min(entry[2] * 2, PROMOTE_MAX)
         done(result, None)
 
     # -- the pool ----------------------------------------------------------
@@ -162,13 +166,11 @@ class Dispatcher:
         while done:
             callback, result, error, entry, elapsed = done.popleft()
             self._outstanding -= 1
-            if entry is not None:
-                if elapsed < FAST:
+            if entry is not None and error is None:
+                if (result.elapsed or elapsed) < FAST:
                     entry[1] += 1
                     if entry[1] >= entry[2]:
                         entry[0] = _INLINE
-                else:
-                    entry[1] = 0
             callback(result, error)
 
     def close(self) -> None:

@@ -19,7 +19,7 @@ class Response:
     `prealloc` and `alloc` are the access log's memory figures (see README).
     """
 
-    __slots__ = ("status", "headers", "body", "reason", "raw_headers", "prealloc", "alloc")
+    __slots__ = ("status", "headers", "body", "reason", "raw_headers", "prealloc", "alloc", "elapsed")
 
     def __init__(
         self,
@@ -44,6 +44,9 @@ class Response:
         # memory figures for the access log, filled by the handler kinds that know them
         self.prealloc = 0
         self.alloc = 0
+        # seconds the handler's own code ran, when the kind can measure it without
+        # GIL waits (native calls); 0.0 otherwise (see flexilib.dispatch)
+        self.elapsed = 0.0
 
     def __repr__(self) -> str:
         return f"<Response {self.status} {len(self.body)} bytes>"

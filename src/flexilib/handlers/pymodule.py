@@ -54,7 +54,7 @@ def load_module(path: str) -> LoadedModule:
             if not sibling.startswith("flexilib_handler_"):
                 del sys.modules[sibling]
         if str(folder) not in sys.path:
-            sys.path.insert(0, str(folder))
+            sys.path.append(str(folder))  # last: a handler folder must not shadow the stdlib
         spec = importlib.util.spec_from_file_location(name, file)
         if spec is None or spec.loader is None:
             raise HandlerLoadError(f"cannot load {path}: not a Python source file")

@@ -439,6 +439,7 @@ class HttpProtocol(asyncio.Protocol):
         if reason is not None and any(c in reason for c in "\r\n\0"):
             raise HandlerError("reason phrase holds CR, LF or NUL")
         body = response.body
+        alloc = response.alloc or len(body) + len(raw)
         keep = job.keep_alive and not self.server.stopping
         head = b"".join(
             (
@@ -458,9 +459,9 @@ class HttpProtocol(asyncio.Protocol):
             transport.write(body)
         else:
             transport.write(head + body)
-        self._finished(job, response.status, len(body), response.prealloc, response.alloc, ttfb)
         if not keep:
             self._close()
+        self._finished(job, response.status, len(body), response.prealloc, alloc, ttfb)
 
     def _send_error(self, job: _Job, status: int, text: str) -> None:
         response = Response(text, status)
@@ -542,11 +543,9 @@ class HttpProtocol(asyncio.Protocol):
         if self.tunnel is not None:  # the tunnel owns the connection from here on
             self._finished(job, exchange.status, exchange.sent, 0, 0)
             return
-        if not exchange.keep_alive:
-            job.keep_alive = False
-        self._finished(job, exchange.status, exchange.sent, 0, exchange.sent)
-        if not job.keep_alive:
+        if not exchange.keep_alive or not job.keep_alive:
             self._close()
+        self._finished(job, exchange.status, exchange.sent, 0, exchange.sent)
 
     def close_idle(self) -> None:
         """Graceful stop: close now if nothing is owed on this connection."""

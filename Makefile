@@ -1,0 +1,35 @@
+# The two quick-start commands: `make serve` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+
+.PHONY: serve test examples lint bench bench-quick clean
+
+serve: $(VENV)/.installed examples  ## serve the bundled proxy.ini on port 8069
+	$(BIN)/flexilib serve
+
+test: $(VENV)/.installed examples  ## run the test suite against real server processes
+	$(BIN)/python -m pytest -q
+
+examples:  ## build the example native libraries into lib/
+	$(MAKE) -s -C examples
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+bench: $(VENV)/.installed examples  ## full benchmark suite -> bench/RESULTS.md
+	$(BIN)/python bench/run.py --full
+
+bench-quick: $(VENV)/.installed examples
+	$(BIN)/python bench/run.py --quick
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+clean:
+	$(MAKE) -s -C examples clean
+	rm -rf $(VENV) build src/*.egg-info
