@@ -44,8 +44,20 @@ def build_library(source: str | Path, out: Path, *defines: str) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".build")
     subprocess.run(
-        ["gcc", "-O2", "-fPIC", "-shared", "-Wall", "-Werror", "-pthread", f"-I{INCLUDE}",
-         *[f"-D{d}" for d in defines], "-o", str(tmp), str(source)],
+        [
+            "gcc",
+            "-O2",
+            "-fPIC",
+            "-shared",
+            "-Wall",
+            "-Werror",
+            "-pthread",
+            f"-I{INCLUDE}",
+            *[f"-D{d}" for d in defines],
+            "-o",
+            str(tmp),
+            str(source),
+        ],
         check=True,
     )
     os.replace(tmp, out)
@@ -65,8 +77,19 @@ class Server:
         full_env = {**os.environ, **env}
         full_env.setdefault("SERVER_THREAD_COUNT", "2")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "flexilib", "serve", "--config", str(self.config),
-             "--port", str(self.port), "--address", "127.0.0.1", *args],
+            [
+                sys.executable,
+                "-m",
+                "flexilib",
+                "serve",
+                "--config",
+                str(self.config),
+                "--port",
+                str(self.port),
+                "--address",
+                "127.0.0.1",
+                *args,
+            ],
             cwd=folder,
             stdout=self.stdout.open("wb"),
             stderr=self.stderr.open("wb"),

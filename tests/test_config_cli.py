@@ -31,7 +31,9 @@ def test_the_original_projects_proxy_ini_parses_unmodified():
     rules = load_config(ORIGINAL)
     assert [r.describe() for r in rules] == ["host: iam /", "/c", "/"]
     assert rules[0].header_name == b"host" and rules[0].value_prefix == b"iam"
-    assert rules[1].spec.path == str(REPO / "tests/data/zig-out/lib/libfaas-proxy-sample-lib-in-c.so")
+    assert rules[1].spec.path == str(
+        REPO / "tests/data/zig-out/lib/libfaas-proxy-sample-lib-in-c.so"
+    )
     assert rules[0].spec == rules[2].spec  # same TARGET: one handler
 
 
@@ -50,8 +52,14 @@ def test_comments_blank_lines_indentation_and_kinds(tmp_path):
     rules = parse_config(text, tmp_path / "proxy.ini")
     kinds = [(r.describe(), r.spec.kind) for r in rules]
     assert kinds == [
-        ("/a", "native"), ("/b", "python"), ("/c", "python"), ("/d", "lambda"),
-        ("/e", "worker"), ("/f", "proxy"), ("/g", "lambda-runtime"), ("/h", "native"),
+        ("/a", "native"),
+        ("/b", "python"),
+        ("/c", "python"),
+        ("/d", "lambda"),
+        ("/e", "worker"),
+        ("/f", "proxy"),
+        ("/g", "lambda-runtime"),
+        ("/h", "native"),
     ]
     assert rules[0].spec.path == str(tmp_path / "a.so")
     assert rules[2].spec.func == "run" and rules[1].spec.func == "handle_request"
@@ -98,7 +106,9 @@ def test_first_match_wins_and_header_rules(start_server, examples_built, tmp_pat
     get = lambda path, **h: requests.get(server.url + path, headers=h).text  # noqa: E731
     assert get("/api/v2/x") == "two"
     assert get("/api/x") == "three"
-    assert get("/api/x", **{"x-tenant": "acme-corp"}) == "one"  # name case-insensitive, value prefix
+    assert (
+        get("/api/x", **{"x-tenant": "acme-corp"}) == "one"
+    )  # name case-insensitive, value prefix
     assert get("/api/x", **{"X-Tenant": "other"}) == "three"
     assert get("/apiary") == "three"  # a plain prefix, as the original matches
     assert requests.get(server.url + "/other").status_code == 404
@@ -143,7 +153,11 @@ def test_check_reports_each_problem_with_line(tmp_path, examples_built):
 def test_bad_config_exits_2_with_file_and_line(tmp_path):
     config = tmp_path / "proxy.ini"
     config.write_text("/ = a.so\n/ = b.so\n")
-    for args in (["serve", "--config", str(config)], ["check", str(config)], ["routes", str(config)]):
+    for args in (
+        ["serve", "--config", str(config)],
+        ["check", str(config)],
+        ["routes", str(config)],
+    ):
         result = flexilib(*args)
         assert result.returncode == 2
         assert f"{config}:2: duplicate KEY" in result.stderr
@@ -162,7 +176,11 @@ def test_bad_config_exits_2_with_file_and_line(tmp_path):
         ({"SERVER_ADDRESS": "not-an-ip"}, [], "is not an IPv4 or IPv6 address"),
         ({"SERVER_WORKERS": "-1"}, [], "SERVER_WORKERS='-1' is out of range"),
         ({"RESPONSE_PREALLOCATION_KB": "lots"}, [], "RESPONSE_PREALLOCATION_KB='lots'"),
-        ({"SERVER_THREAD_COUNT": "8", "SERVER_MAX_THREADS": "4"}, [], "is below SERVER_THREAD_COUNT"),
+        (
+            {"SERVER_THREAD_COUNT": "8", "SERVER_MAX_THREADS": "4"},
+            [],
+            "is below SERVER_THREAD_COUNT",
+        ),
         ({}, ["--header-timeout", "soon"], "--header-timeout='soon'"),
     ],
 )

@@ -17,7 +17,12 @@ ECHO = REPO / "tests" / "handlers" / "echo.py"
 def server(start_server, examples_built):
     return start_server(
         f"/echo = {ECHO}\n/ = {examples_built / 'libsample.so'}\n",
-        "--header-timeout", "1", "--keepalive-timeout", "1", "--max-body-bytes", "1000",
+        "--header-timeout",
+        "1",
+        "--keepalive-timeout",
+        "1",
+        "--max-body-bytes",
+        "1000",
     )
 
 
@@ -96,7 +101,9 @@ def test_chunked_request_body(server):
 
 def test_expect_100_continue(server):
     client = RawClient(server.port)
-    client.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
+    client.send(
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n"
+    )
     interim = client.read_response()
     assert interim.status == 100
     client.send(b"data")
@@ -120,7 +127,12 @@ def test_body_too_large_413_by_length_and_by_chunks(server):
     client = RawClient(server.port)
     client.send(
         b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
-        + b"200\r\n" + b"y" * 512 + b"\r\n" + b"200\r\n" + b"y" * 512 + b"\r\n"
+        + b"200\r\n"
+        + b"y" * 512
+        + b"\r\n"
+        + b"200\r\n"
+        + b"y" * 512
+        + b"\r\n"
     )
     assert client.read_response().status == 413
     assert "413" in server.wait_for_log("body over the limit")
@@ -202,7 +214,9 @@ def test_slow_request_does_not_hold_up_others(server):
     """While one connection waits in x-slow: 1000, others are answered (ordering, not timing)."""
     finished = []
     slow = threading.Thread(
-        target=lambda: finished.append(("slow", requests.get(server.url, headers={"x-slow": "1000"}).text))
+        target=lambda: finished.append(
+            ("slow", requests.get(server.url, headers={"x-slow": "1000"}).text)
+        )
     )
     slow.start()
     wait_until(lambda: _in_flight(server), what="the slow request to start")

@@ -18,14 +18,23 @@ LOG_LINE = re.compile(
 @pytest.fixture
 def libs(tmp_path):
     folder = tmp_path / "libs"
-    for name in ("layout_only", "bad_header", "bad_status", "null_response", "no_symbol",
-                 "deinit_counter", "crash"):
+    for name in (
+        "layout_only",
+        "bad_header",
+        "bad_status",
+        "null_response",
+        "no_symbol",
+        "deinit_counter",
+        "crash",
+    ):
         build_library(f"{name}.c", folder / f"lib{name}.so")
     return folder
 
 
 def test_sample_library_behaviours(start_server, examples_built):
-    server = start_server(f"Host: iam / = {examples_built / 'libsample.so'}\n/ = {examples_built / 'libsample.so'}\n")
+    server = start_server(
+        f"Host: iam / = {examples_built / 'libsample.so'}\n/ = {examples_built / 'libsample.so'}\n"
+    )
     get = lambda **h: requests.get(server.url + "/", headers=h)  # noqa: E731
     assert get(Host="iam.example").text == "iam response"
     assert get(**{"x-slow": "50"}).text == "i am slow\n\n"
@@ -54,13 +63,16 @@ def test_library_built_from_struct_layout_alone(start_server, libs):
     """layout_only.c declares its own structs (no flexilib.h): a header drift cannot hide."""
     server = start_server(f"/ = {libs / 'liblayout_only.so'}\n")
     response = requests.post(
-        server.url + "/path?q=1", data=b"body\x00bytes", headers={"X-One": "1", "x-reason": "Fine Thanks", "x-status": "202"}
+        server.url + "/path?q=1",
+        data=b"body\x00bytes",
+        headers={"X-One": "1", "x-reason": "Fine Thanks", "x-status": "202"},
     )
     assert response.status_code == 202 and response.reason == "Fine Thanks"
     assert response.headers["X-Layout"] == "ok"
     first, *rest = response.content.split(b"\n")
     assert first == (
-        b"method=POST target=/path?q=1 headers=%d body=10 nul=1" % (len(response.request.headers) + 1)
+        b"method=POST target=/path?q=1 headers=%d body=10 nul=1"
+        % (len(response.request.headers) + 1)
     )
     assert b"X-One: 1" in rest
     assert response.content.endswith(b"body\x00bytes")
@@ -76,7 +88,9 @@ def test_header_with_cr_lf_nul_is_500(start_server, libs, where):
     server.wait_for_log("CR, LF or NUL")
 
 
-@pytest.mark.parametrize("status, expected", [(None, 500), ("99", 500), ("1000", 500), ("999", 999)])
+@pytest.mark.parametrize(
+    "status, expected", [(None, 500), ("99", 500), ("1000", 500), ("999", 999)]
+)
 def test_status_outside_100_999_is_500(start_server, libs, status, expected):
     server = start_server(f"/ = {libs / 'libbad_status.so'}\n")
     response = requests.get(server.url, headers={"x-status": status} if status else {})
@@ -105,7 +119,9 @@ def test_missing_symbol_and_missing_file_then_next_request_retries(start_server,
 
 
 def test_request_deinit_after_copy_on_the_same_thread(start_server, libs):
-    server = start_server(f"/ = {libs / 'libdeinit_counter.so'}\n", env={"SERVER_THREAD_COUNT": "4"})
+    server = start_server(
+        f"/ = {libs / 'libdeinit_counter.so'}\n", env={"SERVER_THREAD_COUNT": "4"}
+    )
     bodies = []
 
     def hit():

@@ -8,7 +8,7 @@ import pytest
 import requests
 
 HANDLERS = {
-    "sync.py": '''
+    "sync.py": """
 from flexilib import Response
 
 def handle_request(request):
@@ -18,16 +18,16 @@ def handle_request(request):
         headers=[("X-Tag", "a"), ("X-Tag", "b")],
         reason="Made It",
     )
-''',
-    "asyncmod.py": '''
+""",
+    "asyncmod.py": """
 import asyncio
 
 async def handle_request(request):
     await asyncio.sleep(0)
     return b"async " + request.body
-''',
+""",
     "text.py": "def handle_request(request):\n    return 'plain text'\n",
-    "inspector.py": '''
+    "inspector.py": """
 import json
 from flexilib import Response
 
@@ -39,16 +39,16 @@ def handle_request(request):
         "has": "x-multi" in h, "missing": h.get("nope", "default"), "body": request.body.decode(),
         "client": request.client[0], "version": request.http_version,
     }), content_type="application/json")
-''',
+""",
     "boom.py": "def handle_request(request):\n    raise ValueError('kaboom')\n",
     "wrongtype.py": "def handle_request(request):\n    return 42\n",
     "syntax.py": "def handle_request(request)\n    return 'x'\n",
-    "injection.py": '''
+    "injection.py": """
 from flexilib import Response
 
 def handle_request(request):
     return Response("x", headers={"X-Evil": "a\\r\\nSet-Cookie: stolen=1"})
-''',
+""",
     "named.py": "def other(request):\n    return 'named function'\n",
     "usehelper.py": "import helper_mod\n\ndef handle_request(request):\n    return helper_mod.greeting()\n",
     "helper_mod.py": "def greeting():\n    return 'from a sibling module'\n",

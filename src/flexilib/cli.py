@@ -90,7 +90,9 @@ def routes(path: Path) -> int:
     print(f"# {path} ({len(rules)} routes, first match wins)")
     for rule in rules:
         options = " ".join(f"{k}={v}" for k, v in rule.spec.options)
-        print(f"{rule.line:>4}  {rule.describe():<28} {rule.spec.kind:<14} {rule.spec.path} {options}")
+        print(
+            f"{rule.line:>4}  {rule.describe():<28} {rule.spec.kind:<14} {rule.spec.path} {options}"
+        )
     return 0
 
 

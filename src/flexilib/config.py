@@ -85,7 +85,9 @@ def parse_config(text: str, path: Path | str) -> list[Rule]:
             raise ConfigError(path, number, str(exc)) from None
         identity = (header, value_prefix, path_prefix)
         if identity in seen:
-            raise ConfigError(path, number, f"duplicate KEY {key!r} (first on line {seen[identity]})")
+            raise ConfigError(
+                path, number, f"duplicate KEY {key!r} (first on line {seen[identity]})"
+            )
         seen[identity] = number
         rules.append(Rule(key, path_prefix, header, value_prefix, spec, number))
     return rules
@@ -100,9 +102,7 @@ def _parse_key(key: str) -> tuple[bytes | None, bytes, bytes]:
         raise ValueError(f"bad header name in header rule {key!r}")
     parts = rest.split()
     if len(parts) < 2:
-        raise ValueError(
-            f"header rule {key!r} needs '<Header-Name>: <value-prefix> <path-prefix>'"
-        )
+        raise ValueError(f"header rule {key!r} needs '<Header-Name>: <value-prefix> <path-prefix>'")
     value_prefix, path_prefix = " ".join(parts[:-1]), parts[-1]
     if not path_prefix.startswith("/"):
         raise ValueError(f"path prefix {path_prefix!r} of header rule must start with '/'")

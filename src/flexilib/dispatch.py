@@ -18,6 +18,12 @@ time spent waiting for the GIL (`Response.elapsed`, native calls); otherwise
 the wall time around the call, where a wait for the GIL can make a fast call
 look slow. That is why fast samples are counted, not required in a row.
 
+A handler with a `timeout` (Lambda functions) always runs on the pool with
+a deadline: when it passes, `done` gets the handler's `on_timeout()` error at
+once, the late result is dropped, and the thread running the call gets an
+asynchronous `TimeoutError` so Python code looping there stops (code blocked
+in C stops when it returns).
+
 The pool hands results back in batches: workers append to a deque and the
 first one to find no wake-up pending asks the loop for one. One
 `call_soon_threadsafe` per batch, not per request, keeps the handoff cheap.
@@ -28,6 +34,7 @@ every thread is busy; the extra threads leave after `IDLE_EXIT` idle seconds.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import queue
 import threading
 from collections import deque
@@ -47,6 +54,9 @@ IDLE_EXIT = 30.0
 Done = Callable[[Any, BaseException | None], None]
 
 _POOL, _INLINE = 0, 1
+_WAITING, _RUNNING, _EXPIRED = 0, 1, 2
+_set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
+_set_async_exc.argtypes = (ctypes.c_ulong, ctypes.py_object)
 
 
 class Dispatcher:
@@ -68,7 +78,9 @@ class Dispatcher:
     def run(self, handler: Any, request: Any, done: Done) -> None:
         """Call `handler.call(request)`; `done(result, error)` runs on the loop thread."""
         policy = handler.dispatch
-        if policy == "auto":
+        if handler.timeout:
+            self._deadline(handler, request, done)
+        elif policy == "auto":
             classes = handler.classes
             key = (request.raw_method, request.raw_target.partition(b"?")[0])
             key += tuple([name for name, _ in request.raw_headers])
@@ -104,14 +116,37 @@ class Dispatcher:
         """Run `func(arg)` on the pool; `done(result, error)` later on the loop thread."""
         self._submit(func, arg, done, None)
 
-    def _submit(self, func: Callable, arg: Any, done: Done, entry: list | None) -> None:
+    def _submit(
+        self, func: Callable, arg: Any, done: Done, entry: list | None, ticket: list | None = None
+    ) -> None:
         if self._closed:
             done(None, RuntimeError("server is stopping"))
             return
         self._outstanding += 1
         if self._outstanding > self._threads and self._threads < self._max:
             self._start_thread()
-        self._jobs.put((func, arg, done, entry))
+        self._jobs.put((func, arg, done, entry, ticket))
+
+    def _deadline(self, handler: Any, request: Any, done: Done) -> None:
+        ticket = [_WAITING, 0, None]  # state, thread running it, timer
+
+        def finish(result: Any, error: BaseException | None) -> None:
+            if ticket[0] != _EXPIRED:
+                ticket[0] = _EXPIRED
+                ticket[2].cancel()
+                done(result, error)
+
+        def expire() -> None:
+            if ticket[0] == _EXPIRED:
+                return
+            running = ticket[0] == _RUNNING
+            ticket[0] = _EXPIRED
+            if running:
+                _set_async_exc(ticket[1], TimeoutError)
+            done(None, handler.on_timeout())
+
+        ticket[2] = self._loop.call_later(handler.timeout, expire)
+        self._submit(handler.call, request, finish, None, ticket)
 
     async def call(self, func: Callable[[Any], Any], arg: Any) -> Any:
         """Await `func(arg)` run on the pool (for async handler kinds)."""
@@ -146,12 +181,19 @@ class Dispatcher:
                 return
             if job is None:
                 return
-            func, arg, callback, entry = job
+            func, arg, callback, entry, ticket = job
             start = perf_counter()
             try:
+                if ticket is not None:
+                    if ticket[0] == _EXPIRED:
+                        raise TimeoutError("expired before it started")
+                    ticket[1] = threading.get_ident()
+                    ticket[0] = _RUNNING
                 result, error = func(arg), None
             except BaseException as exc:  # delivered to the loop thread
                 result, error = None, exc
+            if ticket is not None:
+                result, error = self._settle(ticket, result, error)
             done.append((callback, result, error, entry, perf_counter() - start))
             if not self._wake_pending:
                 self._wake_pending = True
@@ -159,6 +201,19 @@ class Dispatcher:
                     self._loop.call_soon_threadsafe(self._deliver)
                 except RuntimeError:  # loop closed during shutdown
                     return
+
+    @staticmethod
+    def _settle(ticket: list, result: Any, error: BaseException | None) -> tuple:
+        """After a deadline call: make sure a late asynchronous TimeoutError cannot escape."""
+        while True:
+            try:
+                if ticket[0] == _RUNNING:
+                    ticket[0] = _WAITING  # finished in time: expire() will not interrupt now
+                if ticket[0] == _EXPIRED:
+                    _set_async_exc(threading.get_ident(), None)  # drop one still pending
+                return result, error
+            except TimeoutError:  # arrived between the call's return and here
+                continue
 
     def _deliver(self) -> None:
         self._wake_pending = False

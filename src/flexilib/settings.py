@@ -88,15 +88,22 @@ def resolve(flags: dict, environ: dict[str, str] | None = None) -> Settings:
         values["max_threads"] = max(threads, Settings.max_threads)
     elif values["max_threads"] < threads:
         raise SettingsError(
-            f"SERVER_MAX_THREADS ({values['max_threads']}) is below "
-            f"SERVER_THREAD_COUNT ({threads})"
+            f"SERVER_MAX_THREADS ({values['max_threads']}) is below SERVER_THREAD_COUNT ({threads})"
         )
     limits = {}
     for attr, (name, low) in LIMIT_FLAGS.items():
         if flags.get(attr) is not None:
-            limits[name] = _number(str(flags[attr]), type(getattr(Limits, name)), "--" + attr.replace("_", "-"), low, None)
+            limits[name] = _number(
+                str(flags[attr]),
+                type(getattr(Limits, name)),
+                "--" + attr.replace("_", "-"),
+                low,
+                None,
+            )
     if flags.get("grace_period") is not None:
-        values["grace_period"] = _number(str(flags["grace_period"]), float, "--grace-period", 0, None)
+        values["grace_period"] = _number(
+            str(flags["grace_period"]), float, "--grace-period", 0, None
+        )
     if flags.get("config"):
         values["config"] = Path(flags["config"])
     return Settings(**values, limits=Limits(**limits))

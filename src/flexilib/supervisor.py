@@ -94,7 +94,11 @@ class Master:
             lived = time.monotonic() - started
             if lived > STABLE_AFTER:
                 self.crashes[number] = 0
-            delay = 0.0 if self.crashes[number] == 0 else min(0.1 * 2 ** self.crashes[number], MAX_BACKOFF)
+            delay = (
+                0.0
+                if self.crashes[number] == 0
+                else min(0.1 * 2 ** self.crashes[number], MAX_BACKOFF)
+            )
             self.crashes[number] += 1
             diag(
                 f"worker {number} (pid {pid}) {_describe(status)} after {lived:.1f}s;"

@@ -31,14 +31,17 @@ __all__ = ["Handler", "HandlerSpec", "HandlerError", "HandlerLoadError"]
 
 
 class HandlerError(Exception):
-    """A handler failed while answering; the connection layer answers `status`."""
+    """A handler failed while answering: the client gets `response`, else a bare `status`."""
 
     status = 500
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+    def __init__(
+        self, message: str, status: int | None = None, response: Response | None = None
+    ) -> None:
         super().__init__(message)
         if status is not None:
             self.status = status
+        self.response = response
 
 
 class HandlerLoadError(HandlerError):
@@ -74,6 +77,8 @@ class Handler:
 
     #: how to call this handler; a kind may set it per instance in load()
     mode: str = "sync"
+    #: seconds a `sync` call may take before `on_timeout()` answers (None: no limit)
+    timeout: float | None = None
     #: option names this kind accepts (besides `env.*` where `takes_env`)
     options: ClassVar[frozenset[str]] = frozenset({"dispatch"})
     takes_env: ClassVar[bool] = False
@@ -107,6 +112,10 @@ class Handler:
 
     async def stream(self, request: Request, exchange: Exchange) -> None:
         raise NotImplementedError
+
+    def on_timeout(self) -> HandlerError:
+        """The error answered when a call overran `timeout`."""
+        return HandlerError(f"{self.spec.target}: timed out after {self.timeout:g}s", 504)
 
     def close(self) -> None:
         """Release what load() took. Called after the last request finished."""

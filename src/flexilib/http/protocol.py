@@ -39,6 +39,7 @@ _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _CLOSE = b"Connection: close\r\n"
 _KEEP = b"Connection: keep-alive\r\n"
 _FRAMING = frozenset({"content-length", "transfer-encoding", "connection"})
+_ERROR_TEXT = {500: b"Internal Server Error\n", 503: b"Handler not available\n"}
 _LARGE = 64 * 1024  # bodies above this are written apart from the head, not copied into it
 
 # what the connection is waiting for, for the timeout tick
@@ -414,9 +415,9 @@ class HttpProtocol(asyncio.Protocol):
         job = self.current
         if error is not None:
             status = self._handler_failed(error, job)
-            response = Response(b"Internal Server Error\n" if status == 500 else b"", status)
-            if status != 500:
-                response.body = b"Handler not available\n" if status >= 502 else b""
+            response = getattr(error, "response", None) or Response(
+                _ERROR_TEXT.get(status, b""), status
+            )
         if self.closing:
             self._finished(job, response.status, len(response.body), 0, 0)
             return

@@ -1,0 +1,228 @@
+"""The environment a Lambda function sees, kept private to each function.
+
+Lambda gives every function its own process, so `os.environ` holds that
+function's variables and nothing else. flexilib runs many functions in one
+process, on several threads at once, so `os.environ` must answer each of them
+with its own variables. `function_environment(env)` does that: inside the
+`with` block, reads through `os.environ` (and therefore `os.getenv`,
+`os.environ.get`, `in`, iteration, `copy()`) see `env` layered over the
+process environment, and writes and deletions change `env` only. Outside any
+such block `os.environ` behaves exactly as the standard library's.
+
+How: on first use, the class of the existing `os.environ` object is switched
+to a subclass of `os._Environ` whose methods first consult a
+`contextvars.ContextVar`. Switching the class, rather than replacing the
+object, also covers modules that did `from os import environ` before.
+
+Limits, by construction: the overlay lives in the calling thread's context.
+Threads a function starts itself see the process environment (Python 3.11
+threads do not inherit contextvars), and so do child processes (they get the
+C-level environment) and `os.environb`.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import re
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+__all__ = ["RESERVED", "function_environment", "lambda_environment"]
+
+#: Variables Lambda reserves: a function's configuration cannot set them
+#: (AWS Lambda Developer Guide, "Defined runtime environment variables").
+RESERVED = frozenset(
+    {
+        "_HANDLER",
+        "_X_AMZN_TRACE_ID",
+        "AWS_DEFAULT_REGION",
+        "AWS_REGION",
+        "AWS_EXECUTION_ENV",
+        "AWS_LAMBDA_FUNCTION_NAME",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+        "AWS_LAMBDA_FUNCTION_VERSION",
+        "AWS_LAMBDA_INITIALIZATION_TYPE",
+        "AWS_LAMBDA_LOG_GROUP_NAME",
+        "AWS_LAMBDA_LOG_STREAM_NAME",
+        "AWS_ACCESS_KEY",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_LAMBDA_RUNTIME_API",
+        "LAMBDA_TASK_ROOT",
+        "LAMBDA_RUNTIME_DIR",
+    }
+)
+
+# Lambda's rule for configured keys: a letter, then letters, digits or '_', two characters at least.
+_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_]+")
+
+PYTHON_EXECUTION_ENV = f"AWS_Lambda_python{sys.version_info[0]}.{sys.version_info[1]}"
+
+
+def lambda_environment(
+    *,
+    function_name: str,
+    handler: str,
+    task_root: str,
+    memory_mb: int,
+    region: str,
+    extra: Mapping[str, str] | None = None,
+    execution_env: str | None = PYTHON_EXECUTION_ENV,
+    runtime_api: str | None = None,
+) -> dict[str, str]:
+    """The variables Lambda defines for a function, plus the configured `extra` ones.
+
+    Values follow the documented ones: version `$LATEST`, log group
+    `/aws/lambda/NAME`, a fresh log stream `YYYY/MM/DD/[$LATEST]<32 hex>` (one
+    per call: call it once per load, as Lambda makes one per execution
+    environment), `TZ=:UTC`, `LANG=en_US.UTF-8`. `execution_env` is
+    `AWS_Lambda_pythonX.Y` for in-process functions (None leaves it out, as for
+    OS-only custom runtimes); `runtime_api` is the `host:port` given to custom
+    runtimes as `AWS_LAMBDA_RUNTIME_API`.
+
+    Deliberately absent: credentials (the process's own, if any, show through),
+    `_X_AMZN_TRACE_ID` (per invocation), and `PATH`, `LD_LIBRARY_PATH` and
+    `PYTHONPATH`, whose Lambda values name directories of Lambda's image; the
+    process's values show through instead.
+
+    Raises ValueError when `extra` names a reserved variable or a key Lambda
+    would refuse, as Lambda refuses such a configuration.
+    """
+    env = {
+        "AWS_LAMBDA_FUNCTION_NAME": function_name,
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(memory_mb),
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+        "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{function_name}",
+        "AWS_LAMBDA_LOG_STREAM_NAME": time.strftime("%Y/%m/%d/[$LATEST]", time.gmtime())
+        + uuid.uuid4().hex,
+        "AWS_REGION": region,
+        "AWS_DEFAULT_REGION": region,
+        "_HANDLER": handler,
+        "LAMBDA_TASK_ROOT": task_root,
+        "LAMBDA_RUNTIME_DIR": "/var/runtime",
+        "TZ": ":UTC",
+        "LANG": "en_US.UTF-8",
+        "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
+    }
+    if execution_env is not None:
+        env["AWS_EXECUTION_ENV"] = execution_env
+    if runtime_api is not None:
+        env["AWS_LAMBDA_RUNTIME_API"] = runtime_api
+    for key, value in (extra or {}).items():
+        if key in RESERVED:
+            raise ValueError(f"environment variable {key} is reserved by Lambda")
+        if not _KEY.fullmatch(key):
+            raise ValueError(
+                f"environment variable name {key!r} is not valid for Lambda "
+                "(a letter, then letters, digits or '_', at least two characters)"
+            )
+        env[key] = str(value)
+    return env
+
+
+# --- per-function os.environ ------------------------------------------------
+
+_overlay: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "flexilib_lambda_environ", default=None
+)
+_DELETED = object()  # marks a process variable the function deleted
+_install_lock = threading.Lock()
+
+
+class _OverlayEnviron(os._Environ):  # type: ignore[name-defined]
+    """`os._Environ` whose reads and writes go to the current function's overlay, if any."""
+
+    __slots__ = ()
+
+    def __getitem__(self, key: str) -> str:
+        overlay = _overlay.get()
+        if overlay is not None and key in overlay:
+            value = overlay[key]
+            if value is _DELETED:
+                raise KeyError(key)
+            return value
+        return super().__getitem__(key)
+
+    def __setitem__(self, key: str, value: str) -> None:
+        overlay = _overlay.get()
+        if overlay is None:
+            super().__setitem__(key, value)
+            return
+        self.encodekey(key)  # the same type checks as the real environment
+        self.encodevalue(value)
+        overlay[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        overlay = _overlay.get()
+        if overlay is None:
+            super().__delitem__(key)
+            return
+        if key not in self:
+            raise KeyError(key)
+        overlay[key] = _DELETED
+
+    def __iter__(self) -> Iterator[str]:
+        overlay = _overlay.get()
+        if overlay is None:
+            yield from super().__iter__()
+            return
+        items = list(overlay.items())  # atomic snapshot; another invocation may write
+        for key in super().__iter__():
+            if key not in overlay:
+                yield key
+        for key, value in items:
+            if value is not _DELETED:
+                yield key
+
+    def __len__(self) -> int:
+        if _overlay.get() is None:
+            return super().__len__()
+        return sum(1 for _ in self)
+
+    def __repr__(self) -> str:
+        if _overlay.get() is None:
+            return super().__repr__()
+        return f"environ({dict(self)!r})"
+
+
+def _install() -> None:
+    """Switch `os.environ` to the overlay-aware class; idempotent and thread-safe."""
+    with _install_lock:
+        if type(os.environ) is os._Environ:  # type: ignore[attr-defined]
+            os.environ.__class__ = _OverlayEnviron
+
+
+class function_environment:  # noqa: N801 - used as a `with` statement, like a function
+    """`with function_environment(env):` makes `os.environ` show `env` to this thread of control.
+
+    `env` is the function's own dictionary (from `lambda_environment`); it is
+    not copied, so what the function writes into `os.environ` stays in it for
+    its next invocation, as it would in a Lambda execution environment. Enter it
+    around the module's import (Lambda's init) and around every call, in the
+    thread that runs the code. A class rather than a generator: it runs on
+    every request.
+    """
+
+    __slots__ = ("_env", "_token")
+
+    def __init__(self, env: dict[str, str]) -> None:
+        if type(os.environ) is not _OverlayEnviron:
+            _install()
+        self._env = env
+        self._token: contextvars.Token | None = None
+
+    def __enter__(self) -> dict[str, str]:
+        self._token = _overlay.set(self._env)
+        return self._env
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._token is not None:
+            _overlay.reset(self._token)
+            self._token = None

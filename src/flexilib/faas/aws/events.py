@@ -1,0 +1,330 @@
+"""Build the Lambda event API Gateway would send for an HTTP request.
+
+Two shapes, from the API Gateway Developer Guide ("Create AWS Lambda proxy
+integrations for HTTP APIs" and "Lambda proxy integrations in API Gateway"):
+
+- payload format 2.0 (HTTP API, also Function URLs): `build_event_v2`;
+- payload format 1.0 as a REST API proxy integration (`ANY /{proxy+}`):
+  `build_event_v1`.
+
+Where the documents leave a behaviour open, the choice follows what the
+services were observed to do, and is stated where it is made:
+
+- Body encoding. 2.0 (observed on HTTP APIs): the body is text only for
+  `text/*`, `application/json`, `application/xml` and
+  `application/javascript`; anything else, a missing Content-Type and
+  `application/x-www-form-urlencoded` included, is base64 with
+  `isBase64Encoded: true`. 1.0: the same, except that form bodies stay text,
+  which is what a REST API whose binary media types are all non-text types
+  delivers. In both, a "text" body that is not UTF-8 is sent as base64 rather
+  than corrupted.
+- Paths. HTTP APIs deliver `rawPath` and `requestContext.http.path`
+  percent-decoded; REST APIs deliver `path` as received. Query parameters are
+  decoded in both, `+` meaning space; `rawQueryString` stays as received.
+- Headers. 2.0: names lower-cased, repeated values joined with ",", the Cookie
+  header moved to `cookies` (one entry per cookie). 1.0: names as received,
+  `headers` holding the last value, `multiValueHeaders` all of them.
+  Both add `X-Forwarded-For` (the client address appended), and
+  `X-Forwarded-Proto` and `X-Forwarded-Port` unless the client sent them, as
+  API Gateway does.
+- Absent parts. 2.0 leaves out `cookies`, `queryStringParameters`, `body`,
+  `pathParameters` and `stageVariables` when there are none; 1.0 sends them
+  as null.
+
+These run once per request: no deep copies, constants built at import.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import time
+import zlib
+from urllib.parse import parse_qsl, unquote_to_bytes, urlsplit
+
+from flexilib.request import Request
+
+__all__ = ["apigw_request_id", "build_event_v1", "build_event_v2", "format_request_time"]
+
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_TEXT_TYPES_V2 = frozenset({"application/json", "application/xml", "application/javascript"})
+_TEXT_TYPES_V1 = _TEXT_TYPES_V2 | {"application/x-www-form-urlencoded"}
+
+_last_time: tuple[int, str] = (-1, "")
+
+
+def format_request_time(now_ms: int) -> str:
+    """`requestContext.time` / `requestTime`: CLF format in UTC, e.g. `12/Mar/2020:19:03:58 +0000`.
+
+    Built by hand rather than with `strftime("%b")`, whose month names follow
+    the locale; the last second's string is reused.
+    """
+    global _last_time
+    second = now_ms // 1000
+    cached = _last_time
+    if cached[0] == second:
+        return cached[1]
+    t = time.gmtime(second)
+    text = (
+        f"{t.tm_mday:02d}/{_MONTHS[t.tm_mon - 1]}/{t.tm_year}:"
+        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} +0000"
+    )
+    _last_time = (second, text)
+    return text
+
+
+def apigw_request_id() -> str:
+    """A fresh id shaped like an HTTP API `requestContext.requestId` (e.g. `JKJaXmPLvHcESHA=`)."""
+    return base64.b64encode(os.urandom(11)).decode("ascii")
+
+
+def _text(raw: bytes) -> str:
+    """Header bytes as text: UTF-8 when they are, else Latin-1 (every byte maps to a character)."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def _split_target(raw_target: bytes) -> tuple[bytes, str]:
+    """(path bytes as received, raw query string) of a request-target, origin- or absolute-form."""
+    path, _, query = raw_target.partition(b"?")
+    if not path.startswith(b"/"):
+        if path == b"*":
+            return path, ""
+        path = urlsplit(path).path or b"/"
+    return path, query.decode("utf-8", "replace")
+
+
+def _body(body: bytes, content_type: str | None, text_types: frozenset[str]) -> tuple[str, bool]:
+    """(body string, isBase64Encoded) under the rule in the module docstring."""
+    if content_type is not None:
+        media = content_type.partition(";")[0].strip().lower()
+        if media.startswith("text/") or media in text_types:
+            try:
+                return body.decode("utf-8"), False
+            except UnicodeDecodeError:
+                pass
+    return base64.b64encode(body).decode("ascii"), True
+
+
+def _forwarded_port(host: str | None, scheme: str) -> str:
+    if host and not host.endswith("]"):  # "[::1]" has no port, "[::1]:8080" has one
+        _, colon, port = host.rpartition(":")
+        if colon and port.isdigit():
+            return port
+    return "443" if scheme == "https" else "80"
+
+
+def _domain_prefix(host: str) -> str:
+    """The first label of the host name (port removed), as `$context.domainPrefix`."""
+    if host.startswith("["):
+        return host.partition("]")[0] + "]"
+    return host.partition(":")[0].partition(".")[0]
+
+
+def build_event_v2(
+    request: Request,
+    *,
+    stage: str = "$default",
+    api_id: str,
+    account_id: str,
+    request_id: str,
+    now_ms: int,
+) -> dict:
+    """The payload format 2.0 event for `request` (HTTP API `$default` route, or a Function URL)."""
+    raw_path, raw_query = _split_target(request.raw_target)
+    path = unquote_to_bytes(raw_path).decode("utf-8", "replace")
+
+    headers: dict[str, str] = {}
+    cookies: list[str] = []
+    for raw_name, raw_value in request.raw_headers:
+        name = raw_name.decode("latin-1").lower()
+        value = _text(raw_value)
+        if name == "cookie":
+            cookies.extend(c for c in (part.strip() for part in value.split(";")) if c)
+            continue
+        previous = headers.get(name)
+        headers[name] = value if previous is None else f"{previous},{value}"
+
+    source_ip = request.client[0]
+    forwarded_for = headers.get("x-forwarded-for")
+    headers["x-forwarded-for"] = f"{forwarded_for}, {source_ip}" if forwarded_for else source_ip
+    if "x-forwarded-proto" not in headers:
+        headers["x-forwarded-proto"] = request.scheme
+    host = headers.get("host")
+    if "x-forwarded-port" not in headers:
+        headers["x-forwarded-port"] = _forwarded_port(host, request.scheme)
+    domain = host or "localhost"
+
+    method = request.raw_method.decode("ascii")
+    event: dict = {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": raw_query,
+    }
+    if cookies:
+        event["cookies"] = cookies
+    event["headers"] = headers
+    if raw_query:
+        query: dict[str, str] = {}
+        for key, value in parse_qsl(raw_query, keep_blank_values=True):
+            previous = query.get(key)
+            query[key] = value if previous is None else f"{previous},{value}"
+        if query:
+            event["queryStringParameters"] = query
+    event["requestContext"] = {
+        "accountId": account_id,
+        "apiId": api_id,
+        "domainName": domain,
+        "domainPrefix": _domain_prefix(domain),
+        "http": {
+            "method": method,
+            "path": path,
+            "protocol": "HTTP/" + request.http_version,
+            "sourceIp": source_ip,
+            "userAgent": headers.get("user-agent", ""),
+        },
+        "requestId": request_id,
+        "routeKey": "$default",
+        "stage": stage,
+        "time": format_request_time(now_ms),
+        "timeEpoch": now_ms,
+    }
+    if request.body:
+        content_type = headers.get("content-type")
+        event["body"], event["isBase64Encoded"] = _body(request.body, content_type, _TEXT_TYPES_V2)
+    else:
+        event["isBase64Encoded"] = False
+    return event
+
+
+def _resource_id(resource: str) -> str:
+    """A stable six-character id standing in for the REST API resource's generated id."""
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    n = zlib.crc32(resource.encode())
+    return "".join(digits[(n >> (5 * i)) % 36] for i in range(6))
+
+
+_PROXY_RESOURCE = "/{proxy+}"
+_ROOT_RESOURCE = "/"
+_RESOURCE_IDS = {r: _resource_id(r) for r in (_PROXY_RESOURCE, _ROOT_RESOURCE)}
+
+
+def build_event_v1(
+    request: Request,
+    *,
+    stage: str = "$default",
+    api_id: str,
+    account_id: str,
+    request_id: str,
+    now_ms: int,
+) -> dict:
+    """The payload format 1.0 event of a REST API `ANY /{proxy+}` (and `ANY /`) proxy integration.
+
+    With a named `stage`, `requestContext.path` carries the `/stage` prefix as
+    on the API's default endpoint; `path` never does.
+    """
+    raw_path, raw_query = _split_target(request.raw_target)
+    path = raw_path.decode("utf-8", "replace")
+
+    multi_headers: dict[str, list[str]] = {}
+    for raw_name, raw_value in request.raw_headers:
+        name = raw_name.decode("latin-1")
+        values = multi_headers.get(name)
+        if values is None:
+            multi_headers[name] = [_text(raw_value)]
+        else:
+            values.append(_text(raw_value))
+
+    source_ip = request.client[0]
+    present = {name.lower(): name for name in multi_headers}
+    xff = present.get("x-forwarded-for")
+    if xff is None:
+        multi_headers["X-Forwarded-For"] = [source_ip]
+    else:
+        values = multi_headers[xff]
+        values[-1] = f"{values[-1]}, {source_ip}"
+    if "x-forwarded-proto" not in present:
+        multi_headers["X-Forwarded-Proto"] = [request.scheme]
+    host_name = present.get("host")
+    host = multi_headers[host_name][0] if host_name else None
+    if "x-forwarded-port" not in present:
+        multi_headers["X-Forwarded-Port"] = [_forwarded_port(host, request.scheme)]
+    headers = {name: values[-1] for name, values in multi_headers.items()}
+    user_agent_name = present.get("user-agent")
+    domain = host or "localhost"
+
+    query: dict[str, str] | None = None
+    multi_query: dict[str, list[str]] | None = None
+    if raw_query:
+        pairs = parse_qsl(raw_query, keep_blank_values=True)
+        if pairs:
+            query, multi_query = {}, {}
+            for key, value in pairs:
+                query[key] = value
+                values = multi_query.get(key)
+                if values is None:
+                    multi_query[key] = [value]
+                else:
+                    values.append(value)
+
+    if path == "/":
+        resource, path_parameters = _ROOT_RESOURCE, None
+    else:
+        resource = _PROXY_RESOURCE
+        path_parameters = {"proxy": unquote_to_bytes(path[1:]).decode("utf-8", "replace")}
+
+    method = request.raw_method.decode("ascii")
+    if request.body:
+        content_type_name = present.get("content-type")
+        content_type = headers[content_type_name] if content_type_name else None
+        body, is_base64 = _body(request.body, content_type, _TEXT_TYPES_V1)
+    else:
+        body, is_base64 = None, False
+
+    return {
+        "resource": resource,
+        "path": path,
+        "httpMethod": method,
+        "headers": headers,
+        "multiValueHeaders": multi_headers,
+        "queryStringParameters": query,
+        "multiValueQueryStringParameters": multi_query,
+        "requestContext": {
+            "accountId": account_id,
+            "apiId": api_id,
+            "domainName": domain,
+            "domainPrefix": _domain_prefix(domain),
+            "extendedRequestId": request_id,
+            "httpMethod": method,
+            "identity": {
+                "accessKey": None,
+                "accountId": None,
+                "apiKey": None,
+                "caller": None,
+                "cognitoAuthenticationProvider": None,
+                "cognitoAuthenticationType": None,
+                "cognitoIdentityId": None,
+                "cognitoIdentityPoolId": None,
+                "principalOrgId": None,
+                "sourceIp": source_ip,
+                "user": None,
+                "userAgent": headers[user_agent_name] if user_agent_name else "",
+                "userArn": None,
+            },
+            "path": path if stage == "$default" else f"/{stage}{path}",
+            "protocol": "HTTP/" + request.http_version,
+            "requestId": request_id,
+            "requestTime": format_request_time(now_ms),
+            "requestTimeEpoch": now_ms,
+            "resourceId": _RESOURCE_IDS[resource],
+            "resourcePath": resource,
+            "stage": stage,
+        },
+        "pathParameters": path_parameters,
+        "stageVariables": None,
+        "body": body,
+        "isBase64Encoded": is_base64,
+    }

@@ -1,0 +1,166 @@
+"""AWS Lambda functions run in process: `lambda:FILE.py:FUNC [options]`.
+
+The module is imported once per load (Lambda's init, with the function's
+environment in place) and the function is called with the API Gateway event
+and a Lambda context for each request. Calls run on the thread pool under a
+deadline (see `flexilib.dispatch`), so `timeout` holds and a runaway
+function cannot stall the server. The function sees its own `os.environ`
+(`faas.aws.environment`), not another function's.
+
+Options: `format=2.0|1.0` (HTTP API / Function URL payload, or REST API
+proxy), `timeout=S` (default 3, as Lambda), `memory=MB` (default 128, as
+Lambda: reported to the function and checked against the process's peak
+memory growth during the call), `name=` (function name; default the file's
+stem), `env.NAME=value`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import resource
+import time
+import traceback
+from pathlib import Path
+
+from flexilib.accesslog import diag
+from flexilib.faas.aws.context import function_arn, new_context
+from flexilib.faas.aws.environment import function_environment, lambda_environment
+from flexilib.faas.aws.events import apigw_request_id, build_event_v1, build_event_v2
+from flexilib.faas.aws.responses import (
+    INTEGRATION_TIMEOUT_S,
+    LambdaResponseError,
+    function_error_response,
+    map_result_v1,
+    map_result_v2,
+    timeout_response,
+)
+from flexilib.handlers.base import Handler, HandlerError, HandlerLoadError, HandlerSpec
+from flexilib.handlers.pymodule import load_module
+from flexilib.request import Request
+from flexilib.response import Response
+
+__all__ = ["LambdaHandler"]
+
+ACCOUNT_ID = "123456789012"  # the placeholder account AWS's own examples use
+API_ID = "flexilib"
+_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+class LambdaHandler(Handler):
+    takes_env = True
+    options = frozenset({"format", "timeout", "memory", "name", "dispatch"})
+
+    @classmethod
+    def validate(cls, spec: HandlerSpec) -> None:
+        super().validate(spec)
+        if spec.option("format", "2.0") not in ("2.0", "1.0"):
+            raise ValueError("format must be 2.0 or 1.0")
+        _number(spec.option("timeout", "3"), "timeout", 0.001, 900.0)
+        _number(spec.option("memory", "128"), "memory", 128, 10240, integer=True)
+        if not _NAME.fullmatch(spec.option("name", Path(spec.path).stem) or ""):
+            raise ValueError("name must be 1-64 letters, digits, '-' or '_'")
+        _environment(spec)  # reserved or invalid env.* names are errors, as Lambda says
+
+    def __init__(self, spec: HandlerSpec) -> None:
+        super().__init__(spec)
+        self.format = spec.option("format", "2.0")
+        self.function_timeout = _number(spec.option("timeout", "3"), "timeout", 0.001, 900.0)
+        self.timeout = min(self.function_timeout, INTEGRATION_TIMEOUT_S[self.format])
+        self.memory = int(spec.option("memory", "128"))
+        self.name = spec.option("name", Path(spec.path).stem)
+        self._env = _environment(spec)
+        self._arn = function_arn(self._env["AWS_REGION"], ACCOUNT_ID, self.name)
+        self._build = build_event_v1 if self.format == "1.0" else build_event_v2
+        self._map = map_result_v1 if self.format == "1.0" else map_result_v2
+        self._func = None
+        self._files: list[Path] = [Path(spec.path)]
+
+    def load(self) -> None:
+        with function_environment(self._env):
+            loaded = load_module(self.spec.path)
+        func = getattr(loaded.module, self.spec.func, None)
+        if not callable(func):
+            raise HandlerLoadError(f"cannot load {self.spec.path}: no function {self.spec.func}()")
+        self._func = func
+        self._files = loaded.files
+
+    def watched_files(self) -> list[Path]:
+        return list(self._files)
+
+    def on_timeout(self) -> HandlerError:
+        return HandlerError(
+            f"{self.name}: Task timed out after {self.timeout:.2f} seconds",
+            response=timeout_response(self.format, self.function_timeout),
+        )
+
+    def call(self, request: Request) -> Response:
+        now_ms = time.time_ns() // 1_000_000
+        event = self._build(
+            request,
+            api_id=API_ID,
+            account_id=ACCOUNT_ID,
+            request_id=apigw_request_id(),
+            now_ms=now_ms,
+        )
+        context = new_context(self._env, timeout_s=self.timeout, invoked_function_arn=self._arn)
+        before = _peak_kb()
+        try:
+            with function_environment(self._env):
+                result = self._func(event, context)
+        except TimeoutError:
+            raise  # the deadline passed: the dispatcher has answered already
+        except Exception as exc:  # noqa: BLE001 - a function error, reported as Lambda does
+            diag(f"{self.name}: {context.aws_request_id}: {_error_json(exc)}")
+            return function_error_response(self.format)
+        grown = (_peak_kb() - before) // 1024
+        if grown > self.memory:
+            diag(
+                f"{self.name}: {context.aws_request_id}: Runtime exited: memory grew by "
+                f"{grown} MB, over memory={self.memory}"
+            )
+            return function_error_response(self.format)
+        try:
+            return self._map(result)
+        except LambdaResponseError as exc:
+            diag(f"{self.name}: {context.aws_request_id}: malformed Lambda proxy response: {exc}")
+            return function_error_response(self.format)
+
+
+def _environment(spec: HandlerSpec) -> dict[str, str]:
+    path = Path(spec.path)
+    return lambda_environment(
+        function_name=spec.option("name", path.stem),
+        handler=f"{path.stem}.{spec.func}",
+        task_root=str(path.parent),
+        memory_mb=int(spec.option("memory", "128")),
+        region=os.environ.get("AWS_REGION", "us-east-1"),
+        extra=spec.prefixed("env."),
+    )
+
+
+def _number(text: str, name: str, low: float, high: float, integer: bool = False) -> float:
+    try:
+        value = int(text) if integer else float(text)
+    except ValueError:
+        raise ValueError(f"{name}={text!r} is not a number") from None
+    if not low <= value <= high:
+        raise ValueError(f"{name}={text!r} is out of range ({low:g}..{high:g})")
+    return value
+
+
+def _peak_kb() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def _error_json(exc: BaseException) -> str:
+    """The error record the Lambda Python runtime logs for an unhandled exception."""
+    return json.dumps(
+        {
+            "errorMessage": str(exc),
+            "errorType": type(exc).__name__,
+            "requestId": "",
+            "stackTrace": traceback.format_tb(exc.__traceback__),
+        }
+    )
