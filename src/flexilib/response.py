@@ -19,7 +19,16 @@ class Response:
     `prealloc` and `alloc` are the access log's memory figures (see README).
     """
 
-    __slots__ = ("status", "headers", "body", "reason", "raw_headers", "prealloc", "alloc", "elapsed")
+    __slots__ = (
+        "status",
+        "headers",
+        "body",
+        "reason",
+        "raw_headers",
+        "prealloc",
+        "alloc",
+        "elapsed",
+    )
 
     def __init__(
         self,

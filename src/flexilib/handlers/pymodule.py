@@ -63,9 +63,7 @@ def load_module(path: str) -> LoadedModule:
         try:
             spec.loader.exec_module(module)
         except BaseException as exc:  # SyntaxError, ImportError, SystemExit, ...
-            raise HandlerLoadError(
-                f"cannot load {path}: {type(exc).__name__}: {exc}"
-            ) from exc
+            raise HandlerLoadError(f"cannot load {path}: {type(exc).__name__}: {exc}") from exc
         finally:
             sys.modules.pop(name, None)
         files = [file] + [
