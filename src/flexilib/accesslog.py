@@ -16,6 +16,7 @@ import time
 __all__ = ["AccessLog", "diag", "format_client"]
 
 _FLUSH_AT = 64 * 1024
+_LINE = '%s - - "%s %s HTTP/%s" %d ttfb %.3fms %d ttlb %.3fms (pre-alloc: %d, alloc: %d)\n'
 
 
 def diag(message: str) -> None:
@@ -49,8 +50,8 @@ class AccessLog:
     def log(
         self,
         client: str,
-        method: str,
-        target: str,
+        method: bytes,
+        target: bytes,
         version: str,
         status: int,
         ttfb: float,
@@ -59,11 +60,18 @@ class AccessLog:
         prealloc: int,
         alloc: int,
     ) -> None:
-        """Record one request; times are in seconds."""
-        line = (
-            f'{client} - - "{method} {target} HTTP/{version}" {status} '
-            f"ttfb {ttfb * 1000:.3f}ms {size} ttlb {ttlb * 1000:.3f}ms "
-            f"(pre-alloc: {prealloc}, alloc: {alloc})\n"
+        """Record one request; times are in seconds; method and target as received."""
+        line = _LINE % (
+            client,
+            method.decode("latin-1"),
+            target.decode("latin-1"),
+            version,
+            status,
+            ttfb * 1000,
+            size,
+            ttlb * 1000,
+            prealloc,
+            alloc,
         )
         self._lines.append(line)
         self._size += len(line)

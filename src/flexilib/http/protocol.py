@@ -308,7 +308,16 @@ class HttpProtocol(asyncio.Protocol):
             self.chunks = []
         self.waiting = BUSY
         self.deadline = 0.0
-        self._enqueue(job)
+        if self.current is None and not self.queue and not self.stepping:
+            self.stepping = True  # the common case: nothing ahead of it on this connection
+            try:
+                self._start(job)
+            finally:
+                self.stepping = False
+            if self.current is None:
+                self._next()
+        else:
+            self._enqueue(job)
 
     # -- running requests, in order ------------------------------------------------
     def _enqueue(self, job: _Job) -> None:
@@ -474,8 +483,8 @@ class HttpProtocol(asyncio.Protocol):
         request = job.request
         self.server.log.log(
             self.client,
-            request.raw_method.decode("latin-1"),
-            request.raw_target.decode("latin-1"),
+            request.raw_method,
+            request.raw_target,
             request.http_version,
             status,
             (ttfb or end) - job.start,
