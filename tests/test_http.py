@@ -162,7 +162,7 @@ def test_malformed_request_400_and_other_connections_unaffected(server):
     other.send(get())
     assert other.read_response().status == 200
     server.wait_for_log("400: malformed request")
-    assert any('" 400 ' in line for line in server.access_lines())
+    wait_until(lambda: any('" 400 ' in line for line in server.access_lines()), what="400 line")
 
 
 def test_slow_client_gets_408(server):
@@ -207,7 +207,10 @@ def test_no_route_is_404_with_log(start_server, examples_built):
     response = requests.get(server.url + "/elsewhere")
     assert response.status_code == 404
     server.wait_for_log("no route for /elsewhere")
-    assert any('"GET /elsewhere HTTP/1.1" 404' in line for line in server.access_lines())
+    wait_until(
+        lambda: any('"GET /elsewhere HTTP/1.1" 404' in line for line in server.access_lines()),
+        what="the 404 access line",
+    )
 
 
 def test_slow_request_does_not_hold_up_others(server):
@@ -244,4 +247,7 @@ def test_ipv6_listen_and_client_address(start_server, examples_built, tmp_path):
             data += chunk
     body = json.loads(data.split(b"\r\n\r\n", 1)[1])
     assert body["client"][0] == "::1"
-    assert any(line.startswith("[::1]:") for line in server.access_lines())
+    wait_until(
+        lambda: any(line.startswith("[::1]:") for line in server.access_lines()),
+        what="an access line with the bracketed IPv6 client",
+    )

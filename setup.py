@@ -1,0 +1,15 @@
+"""Declares the C extension only; pyproject.toml holds all the project's metadata."""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension(
+            "flexilib._native",
+            sources=["src/flexilib/_native.c"],
+            include_dirs=["include"],
+            depends=["include/flexilib.h"],
+            extra_compile_args=["-O2", "-Wall", "-Wextra"],
+        )
+    ]
+)
