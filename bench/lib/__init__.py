@@ -1,0 +1,1 @@
+"""Helper modules of the benchmark harness (bench/run.py)."""

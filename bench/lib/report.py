@@ -1,0 +1,483 @@
+"""Writes RESULTS.md: machine, versions, tables of medians, ratios, and the issue's targets.
+
+Every target is checked as the issue states it, as a ratio between servers
+measured in the same run (target 5 is the issue's own memory bound in MB).
+Nothing here decides the exit status: a target not met is reported, not raised.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+from lib import install
+from lib.payload import BODY, EXTRA_HEADERS, STATUS
+from lib.results import Results
+
+PEERS = ("nginx", "bare", "uvicorn", "granian")
+DASH = "–"
+
+
+def _fmt(value: float | None, spec: str = ",.0f") -> str:
+    return DASH if value is None else format(value, spec)
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or not b else a / b
+
+
+def _x(value: float | None) -> str:
+    return DASH if value is None else f"{value:.2f}x"
+
+
+def _table(header: Sequence[str], rows: list[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def _run(argv: list[str], words: int = 0) -> str:
+    """First line a command prints (its first `words` words if set): how tools tell versions."""
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    except OSError:
+        return "not found"
+    lines = (out.stdout + out.stderr).strip().splitlines()
+    first = lines[0] if lines else "?"
+    return " ".join(first.split()[:words]) if words else first
+
+
+def machine() -> list[tuple[str, str]]:
+    cpu = DASH
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
+    distro = DASH
+    if Path("/etc/os-release").exists():
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                distro = line.split("=", 1)[1].strip('"')
+    return [
+        ("CPUs (nproc)", str(len(os.sched_getaffinity(0)))),
+        ("CPU model", cpu),
+        ("memory", f"{mem_kb / 1024 / 1024:.1f} GiB"),
+        ("kernel", platform.release()),
+        ("OS", distro),
+        ("python (bench venv)", _run([str(install.VENV_PYTHON), "--version"])),
+    ]
+
+
+def versions() -> list[tuple[str, str]]:
+    code = (
+        "import importlib.metadata as m, json\n"
+        "def v(p):\n"
+        "    try: return m.version(p)\n"
+        "    except m.PackageNotFoundError: return None\n"
+        f"print(json.dumps({{p: v(p) for p in {list(install.PEER_PACKAGES) + ['flexilib']}}}))"
+    )
+    out = subprocess.run([str(install.VENV_PYTHON), "-c", code], capture_output=True, text=True)
+    packages = json.loads(out.stdout) if out.returncode == 0 else {}
+    rows = [(name, version or "not installed") for name, version in packages.items()]
+    rows += [
+        ("nginx", _run([install.nginx_binary() or "nginx", "-v"]).split("/")[-1]),
+        ("wrk", _run(["wrk", "-v"], 2)),
+        ("curl", _run(["curl", "--version"], 2)),
+        ("gcc", _run(["gcc", "--version"])),
+    ]
+    return rows
+
+
+def _load_rows(targets, out: Results) -> list[list[str]]:  # noqa: ANN001
+    rows = []
+    for t in targets:
+        for scenario, label in (("ka", "keep-alive"), ("close", "Connection: close")):
+            if out.get(t.key, f"{scenario}.rps") is None:
+                continue
+
+            def m(name: str, spec: str = ".2f", key: str = t.key, s: str = scenario) -> str:
+                return _fmt(out.get(key, f"{s}.{name}"), spec)
+
+            rows.append(
+                [
+                    t.label,
+                    label,
+                    t.access_log,
+                    m("rps", ",.0f"),
+                    m("p50"),
+                    m("p99"),
+                    m("max", ".1f"),
+                    m("cpu100k"),
+                    _fmt(out.get(t.key, "idle.rss"), ".1f"),
+                    m("rss", ".1f"),
+                    m("errors", ".0f"),
+                    _fmt(out.get(t.key, "log.bytes_per_req"), ".0f"),
+                ]
+            )
+    return rows
+
+
+def _ratio_rows(out: Results) -> list[list[str]]:
+    rows = []
+    for key, label in (
+        ("flexilib", "flexilib, 1 worker"),
+        ("flexilib-2w", "flexilib, 2 workers"),
+        ("flexilib-python", "flexilib, Python handler"),
+        ("flexilib-lambda", "flexilib, lambda:"),
+    ):
+        for scenario, name in (("ka", "keep-alive"), ("close", "Connection: close")):
+            mine = out.get(key, f"{scenario}.rps")
+            if mine is None:
+                continue
+            peers = [_x(_ratio(mine, out.get(p, f"{scenario}.rps"))) for p in PEERS]
+            rows.append([label, name, *peers])
+    return rows
+
+
+def _targets(out: Results, slow_ms: int) -> list[list[str]]:
+    g = out.get
+
+    def verdict(*conditions: bool | None) -> str:
+        if any(c is None for c in conditions):
+            return "n/a (not measured)"
+        return "**met**" if all(conditions) else "**not met**"
+
+    def at_least(value: float | None, bound: float) -> bool | None:
+        return None if value is None else value >= bound
+
+    def at_most(value: float | None, bound: float) -> bool | None:
+        return None if value is None else value <= bound
+
+    ka = g("flexilib", "ka.rps")
+    r_uv, r_gr, r_ng = (_ratio(ka, g(p, "ka.rps")) for p in ("uvicorn", "granian", "nginx"))
+    r_close = _ratio(g("flexilib", "close.rps"), g("nginx", "close.rps"))
+    r_py = _ratio(g("flexilib-python", "ka.rps"), ka)
+    r_lambda = _ratio(g("flexilib-lambda", "ka.rps"), ka)
+    r_slow = _ratio(g("flexilib-slow", "slow.loaded.rps"), g("flexilib-slow", "slow.base.rps"))
+    slow_max = g("flexilib-slow", "slow.loaded.max")
+    slow_timeouts = g("flexilib-slow", "slow.loaded.timeouts")
+    idle, conns, loaded = (
+        g("flexilib", "idle.rss"),
+        g("flexilib", "conns.rss"),
+        g("flexilib", "ka.rss"),
+    )
+    r_single = _ratio(g("flexilib", "single.ms"), g("nginx", "single.ms"))
+    no_wait = None if slow_max is None else slow_max < slow_ms / 2 and slow_timeouts == 0
+    return [
+        [
+            "1",
+            "keep-alive, native, 1 worker: ≥3x uvicorn, ≥1.5x granian, ≥0.75x nginx",
+            f"{_x(r_uv)} uvicorn, {_x(r_gr)} granian, {_x(r_ng)} nginx",
+            verdict(at_least(r_uv, 3), at_least(r_gr, 1.5), at_least(r_ng, 0.75)),
+        ],
+        [
+            "2",
+            "`Connection: close`: ≥0.72x nginx",
+            f"{_x(r_close)} nginx",
+            verdict(at_least(r_close, 0.72)),
+        ],
+        [
+            "3",
+            "Python handler ≥0.8x native; `lambda:` ≥0.5x native",
+            f"Python {_x(r_py)}, lambda: {_x(r_lambda)}",
+            verdict(at_least(r_py, 0.8), at_least(r_lambda, 0.5)),
+        ],
+        [
+            "4",
+            f"fast route keeps ≥80% with 8 connections in a {slow_ms} ms handler; "
+            f"no fast request waits behind a slow one (max latency < {slow_ms // 2} ms, "
+            "no wrk timeouts)",
+            f"{_x(r_slow)} of its throughput, max {_fmt(slow_max, '.1f')} ms, "
+            f"timeouts {_fmt(slow_timeouts, '.0f')}",
+            verdict(at_least(r_slow, 0.8), no_wait),
+        ],
+        [
+            "5",
+            "idle RSS ≤30 MB; ≤45 MB with 1,000 idle connections and during/after keep-alive",
+            f"idle {_fmt(idle, '.1f')} MB, 1,000 connections {_fmt(conns, '.1f')} MB, "
+            f"keep-alive peak {_fmt(loaded, '.1f')} MB",
+            verdict(at_most(idle, 30), at_most(conns, 45), at_most(loaded, 45)),
+        ],
+        [
+            "6",
+            "single request on an idle server ≤1.3x nginx",
+            f"{_fmt(g('flexilib', 'single.ms'), '.2f')} ms vs nginx "
+            f"{_fmt(g('nginx', 'single.ms'), '.2f')} ms: {_x(r_single)}",
+            verdict(at_most(r_single, 1.3)),
+        ],
+    ]
+
+
+Section = list[str]
+
+
+def _section(title: str, *body: str | list[str]) -> Section:
+    """A `## title` section: each part (a paragraph or a table's lines) followed by a blank line."""
+    lines = [f"## {title}", ""]
+    for part in body:
+        lines += (part if isinstance(part, list) else [part]) + [""]
+    return lines
+
+
+def _header(mode, elapsed: float) -> Section:  # noqa: ANN001
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    body = BODY.decode("latin-1")
+    return [
+        "# flexilib benchmark results",
+        "",
+        f"Written by `python bench/run.py --{mode.name}` on {now}: {mode.rounds} interleaved "
+        f"round(s), wrk `-t2 -c64 -d{mode.seconds:g}s --latency` on the same machine"
+        + (f" after a {mode.warmup:g} s warm-up run" if mode.warmup else "")
+        + f", every figure the median over rounds; the whole run took {elapsed:.0f} s. "
+        "Servers and wrk share the CPUs, as in the issue's reference figures; other load on "
+        "the machine moves every figure, so compare ratios within this file only.",
+        "",
+        f'Every server answers wrk\'s `GET /` with status {STATUS}, body `"{body}"` and '
+        + ", ".join(f"`{n}: {v}`" for n, v in EXTRA_HEADERS)
+        + ' (flexilib\'s sample library counts request headers, so it answers `" 2"` '
+        "to wrk's `Connection: close` requests; the peers' body stays fixed).",
+        "",
+    ]
+
+
+def _load_section(targets, out: Results) -> Section:  # noqa: ANN001
+    header = ["server", "scenario", "access log", "req/s", "p50 ms", "p99 ms", "max ms"]
+    header += ["CPU s/100k", "idle RSS MB", "loaded RSS MB", "errors", "log B/req"]
+    return _section(
+        "Throughput and latency",
+        "RSS and CPU are summed over every process of the server (nginx master and worker, "
+        "flexilib's supervisor and workers). *Loaded RSS* is the peak sampled during the run; "
+        "*CPU s/100k* is the server's user+system CPU per 100,000 requests; *errors* counts wrk "
+        "socket errors and non-2xx answers; *log B/req* is the access log's size per request "
+        "wrk sent, to show it was written.",
+        _table(header, _load_rows(targets, out)),
+    )
+
+
+def _ratio_section(out: Results) -> Section:
+    rows = _ratio_rows(out)
+    if not rows:
+        return []
+    return _section(
+        "Ratios to each peer (flexilib req/s ÷ peer req/s, same scenario, peers' logs on)",
+        _table(["flexilib", "scenario", *(f"÷ {p}" for p in PEERS)], rows),
+    )
+
+
+def _memory_section(targets, out: Results, idle_connections: int) -> Section:  # noqa: ANN001
+    g = out.get
+    rows = [
+        [
+            t.label,
+            _fmt(g(t.key, "idle.rss"), ".1f"),
+            _fmt(g(t.key, "conns.rss"), ".1f"),
+            _fmt(g(t.key, "conns.held"), ".0f"),
+            _fmt(g(t.key, "ka.rss"), ".1f"),
+        ]
+        for t in targets
+        if "conns" in t.scenarios
+    ]
+    if not rows:
+        return []
+    return _section(
+        f"Memory: idle, with {idle_connections:,} idle keep-alive connections, under load",
+        "Each idle connection was opened, answered one request and then held open; *held* "
+        "counts those still open when RSS was read.",
+        _table(
+            [
+                "server",
+                "idle RSS MB",
+                f"{idle_connections:,} connections MB",
+                "held",
+                "keep-alive peak MB",
+            ],
+            rows,
+        ),
+    )
+
+
+def _single_section(targets, out: Results, count: int) -> Section:  # noqa: ANN001
+    g = out.get
+    rows = [
+        [
+            t.label,
+            _fmt(g(t.key, "single.ms"), ".3f"),
+            _x(_ratio(g(t.key, "single.ms"), g("nginx", "single.ms"))),
+        ]
+        for t in targets
+        if "single" in t.scenarios
+    ]
+    if not rows:
+        return []
+    return _section(
+        f"Single request on an idle server (median of {count} sequential curl calls, "
+        "curl's `time_total`)",
+        _table(["server", "ms", "÷ nginx"], rows),
+    )
+
+
+def _slow_section(by_key, out: Results, slow_ms: int) -> Section:  # noqa: ANN001
+    if "flexilib-slow" not in by_key:
+        return []
+
+    def g(metric: str, spec: str) -> str:
+        return _fmt(out.get("flexilib-slow", metric), spec)
+
+    rows = [
+        [
+            label,
+            g(f"{p}.rps", ",.0f"),
+            g(f"{p}.p50", ".2f"),
+            g(f"{p}.p99", ".2f"),
+            g(f"{p}.max", ".1f"),
+            g(f"{p}.timeouts", ".0f"),
+        ]
+        for p, label in (("slow.base", "alone"), ("slow.loaded", "with the slow load"))
+    ]
+    ratio = _ratio(
+        out.get("flexilib-slow", "slow.loaded.rps"), out.get("flexilib-slow", "slow.base.rps")
+    )
+    return _section(
+        f"Slow-handler isolation: 8 connections looping `x-slow: {slow_ms}` while wrk measures the fast route",
+        _table(["fast route", "req/s", "p50 ms", "p99 ms", "max ms", "wrk timeouts"], rows),
+        f"Ratio with/without: {_x(ratio)}; slow requests answered during the loaded run: "
+        f"{g('slow.completed', '.0f')}.",
+    )
+
+
+def _swap_section(by_key, out: Results, swaps: int) -> Section:  # noqa: ANN001
+    keys = (
+        "flexilib-reload-py",
+        "flexilib-reload-so",
+        "flexilib-reload-lambda",
+        "flexilib-reload-rt",
+    )
+    rows = [
+        [
+            by_key[k].label,
+            _fmt(out.get(k, "swap.median"), ".1f"),
+            _fmt(out.get(k, "swap.max"), ".1f"),
+        ]
+        for k in keys
+        if k in by_key
+    ]
+    if not rows:
+        return []
+    return _section(
+        f"Hot reload: file written -> new version answering ({swaps} swaps per round)",
+        "Python files are rewritten in place; the native library is rebuilt by gcc into place; "
+        "the clock starts when the write (or gcc) returns and stops at the first answer with the "
+        "new body, polled by back-to-back requests.",
+        _table(["handler", "median ms", "worst ms"], rows),
+    )
+
+
+def _lambda_section(by_key, out: Results) -> Section:  # noqa: ANN001
+    if "flexilib-lambda" not in by_key and "flexilib-lambda-runtime" not in by_key:
+        return []
+    g, floor = out.get, out.floor or {}
+    rows = [
+        [
+            "direct Python call (the floor, in run.py's interpreter)",
+            _fmt(floor.get("rps")),
+            _fmt(floor.get("p50"), ".4f"),
+            _fmt(floor.get("p99"), ".4f"),
+            DASH,
+        ]
+    ]
+    for key, swap_key, label in (
+        ("flexilib-lambda", "flexilib-reload-lambda", "`lambda:` in-process"),
+        ("flexilib-lambda-runtime", "flexilib-reload-rt", "`lambda-runtime:` with awslambdaric"),
+    ):
+        rows.append(
+            [
+                label,
+                _fmt(g(key, "ka.rps")),
+                _fmt(g(key, "ka.p50"), ".2f"),
+                _fmt(g(key, "ka.p99"), ".2f"),
+                _fmt(g(swap_key, "swap.median"), ".1f"),
+            ]
+        )
+    return _section(
+        "AWS Lambda (issue 4): the same handler three ways",
+        _table(
+            ["path", "req/s", "p50 ms", "p99 ms", "cold start after a file change, median ms"], rows
+        ),
+    )
+
+
+def _proxy_section(by_key, out: Results) -> Section:  # noqa: ANN001
+    if "flexilib-proxy" not in by_key and "nginx-proxy" not in by_key:
+        return []
+    g = out.get
+    rows = [
+        [label, _fmt(g(k, "ka.rps")), _fmt(g(k, "ka.p50"), ".2f"), _fmt(g(k, "ka.p99"), ".2f")]
+        for k, label in (("flexilib-proxy", "flexilib"), ("nginx-proxy", "nginx"))
+    ]
+    return _section(
+        "Reverse proxy (issue 5): flexilib vs nginx `proxy_pass`, same upstream",
+        "The upstream is an nginx `return 200` server (1 worker) of its own; keep-alive clients; "
+        "the proxy's RSS and CPU are in the first table.",
+        _table(["proxy", "req/s", "p50 ms", "p99 ms"], rows),
+        f"flexilib ÷ nginx: {_x(_ratio(g('flexilib-proxy', 'ka.rps'), g('nginx-proxy', 'ka.rps')))} "
+        f"req/s, p99 {_x(_ratio(g('flexilib-proxy', 'ka.p99'), g('nginx-proxy', 'ka.p99')))}.",
+    )
+
+
+_HOW = [
+    "- nginx: `daemon off`, master + `worker_processes 1`, `return 200` with the body, access "
+    "log in the default `combined` format to a file (bench/peers/nginx.py).",
+    "- bare: bench/peers/bare.py, uvloop + httptools writing one pre-built response, no access "
+    "log (the ceiling, not a competitor).",
+    "- uvicorn: `--workers 1 --loop uvloop --http httptools --lifespan off --access-log`, raw ASGI "
+    "app (bench/peers/asgi_app.py), its access log on stdout to a file.",
+    "- granian: `--interface rsgi --workers 1 --loop uvloop --http 1 --access-log`, raw RSGI app "
+    "(bench/peers/rsgi_app.py), its access log on stdout to a file. Rows with the log *off* "
+    "(full mode) are context for the issue's reference figures only; no ratio uses them.",
+    "- flexilib: `flexilib serve --config <generated proxy.ini> --port P --address 127.0.0.1`, "
+    "default settings (`SERVER_WORKERS=2` for the 2-worker rows), its access log on stdout to a "
+    "file; handlers from bench/handlers/ and lib/libsample.so.",
+]
+
+
+def write(
+    path: Path,
+    mode,  # noqa: ANN001 - run.Mode
+    targets,  # noqa: ANN001 - list[servers.Target]
+    out: Results,
+    elapsed: float,
+    slow_ms: int,
+    idle_connections: int,
+) -> None:
+    """Renders the whole results file; sections of targets that were not run are left out."""
+    by_key = {t.key: t for t in targets}
+    lines = _header(mode, elapsed)
+    lines += _section("Machine", _table(["", ""], machine()))
+    lines += _section("Versions", _table(["software", "version"], versions()))
+    lines += _load_section(targets, out)
+    lines += _ratio_section(out)
+    lines += _memory_section(targets, out, idle_connections)
+    lines += _single_section(targets, out, mode.single_requests)
+    lines += _slow_section(by_key, out, slow_ms)
+    lines += _swap_section(by_key, out, mode.swaps)
+    lines += _lambda_section(by_key, out)
+    lines += _proxy_section(by_key, out)
+    lines += _section(
+        "Targets of issue 6 (ratios within this run)",
+        _table(["#", "target", "measured", "verdict"], _targets(out, slow_ms)),
+    )
+    if mode.name != "full":
+        lines += [
+            f"*{mode.name} mode*: short runs, one round, without the issue 4/5 extras; the "
+            "committed figures come from `--full`.",
+            "",
+        ]
+    if out.status:
+        lines += _section("Skipped or failed", [f"- `{k}`: {why}" for k, why in out.status.items()])
+    lines += _section("How the servers were run", _HOW)
+    path.write_text("\n".join(lines))

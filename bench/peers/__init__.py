@@ -1,0 +1,1 @@
+"""The peer servers flexilib is measured against, serving the same bytes."""
