@@ -19,11 +19,18 @@ class Headers:
     iteration yields `(name, value)` pairs with repeated names kept.
     """
 
-    __slots__ = ("_items", "_index")
+    __slots__ = ("_raw", "_decoded", "_index")
 
     def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
-        self._items = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in raw]
+        self._raw = raw  # decoded only when asked: many handlers never look
+        self._decoded: list[tuple[str, str]] | None = None
         self._index: dict[str, list[str]] | None = None
+
+    @property
+    def _items(self) -> list[tuple[str, str]]:
+        if self._decoded is None:
+            self._decoded = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in self._raw]
+        return self._decoded
 
     def _lookup(self) -> dict[str, list[str]]:
         if self._index is None:
@@ -53,7 +60,7 @@ class Headers:
         return iter(self._items)
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._raw)
 
     def items(self) -> list[tuple[str, str]]:
         return list(self._items)

@@ -16,6 +16,7 @@ ones that are past it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import traceback
 from collections import deque
 from time import perf_counter
@@ -57,7 +58,7 @@ class _Reject(Exception):
 class _Job:
     """One request on its way through the connection."""
 
-    __slots__ = ("request", "keep_alive", "rule", "exchange", "slot", "start", "head")
+    __slots__ = ("request", "keep_alive", "rule", "exchange", "slot", "handler", "start", "head")
 
     def __init__(self, request: Request, keep_alive: bool, rule, exchange: Exchange | None):
         self.request = request
@@ -65,12 +66,22 @@ class _Job:
         self.rule = rule
         self.exchange = exchange
         self.slot = None
+        self.handler = None  # the version it runs on, handed back to the slot when done
         self.start = 0.0
         self.head = request.raw_method == b"HEAD"
 
 
 def encode_headers(headers: list[tuple[str, str]]) -> tuple[bytes, bool]:
-    """Python handlers' header list -> (wire bytes, has Content-Type); HandlerError on CR/LF/NUL."""
+    """Python handlers' header list -> (wire bytes, has Content-Type); HandlerError on CR/LF/NUL.
+
+    Handlers tend to send the same headers every time, so the encoding of a
+    given list is remembered (a bounded cache keyed by its contents).
+    """
+    return _encode(tuple(headers))
+
+
+@functools.lru_cache(maxsize=512)
+def _encode(headers: tuple[tuple[str, str], ...]) -> tuple[bytes, bool]:
     lines = []
     typed = False
     for name, value in headers:
@@ -379,6 +390,7 @@ class HttpProtocol(asyncio.Protocol):
         self._dispatch(job, handler)
 
     def _dispatch(self, job: _Job, handler) -> None:
+        job.handler = handler
         mode = handler.mode
         if mode == "sync":
             self.server.dispatcher.run(handler, job.request, self._on_result)
@@ -494,7 +506,7 @@ class HttpProtocol(asyncio.Protocol):
             alloc,
         )
         if job.slot is not None:
-            job.slot.release()
+            job.slot.release(job.handler)
             job.slot = None
         if self.current is job:
             self.current = None
