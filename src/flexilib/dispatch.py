@@ -42,7 +42,7 @@ from collections.abc import Callable
 from time import perf_counter
 from typing import Any
 
-__all__ = ["Dispatcher"]
+__all__ = ["DeadlineExceeded", "Dispatcher"]
 
 FAST = 0.0005  # a call this quick may run inline
 SLOW = 0.002  # an inline call slower than this stalls the loop: back to the pool
@@ -55,6 +55,12 @@ Done = Callable[[Any, BaseException | None], None]
 
 _POOL, _INLINE = 0, 1
 _WAITING, _RUNNING, _EXPIRED = 0, 1, 2
+
+
+class DeadlineExceeded(TimeoutError):
+    """Raised inside a call whose deadline passed (never by the handler's own code)."""
+
+
 _set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
 _set_async_exc.argtypes = (ctypes.c_ulong, ctypes.py_object)
 
@@ -142,7 +148,7 @@ class Dispatcher:
             running = ticket[0] == _RUNNING
             ticket[0] = _EXPIRED
             if running:
-                _set_async_exc(ticket[1], TimeoutError)
+                _set_async_exc(ticket[1], DeadlineExceeded)
             done(None, handler.on_timeout())
 
         ticket[2] = self._loop.call_later(handler.timeout, expire)
@@ -186,7 +192,7 @@ class Dispatcher:
             try:
                 if ticket is not None:
                     if ticket[0] == _EXPIRED:
-                        raise TimeoutError("expired before it started")
+                        raise DeadlineExceeded("expired before it started")
                     ticket[1] = threading.get_ident()
                     ticket[0] = _RUNNING
                 result, error = func(arg), None
@@ -210,9 +216,9 @@ class Dispatcher:
                 if ticket[0] == _RUNNING:
                     ticket[0] = _WAITING  # finished in time: expire() will not interrupt now
                 if ticket[0] == _EXPIRED:
-                    _set_async_exc(threading.get_ident(), None)  # drop one still pending
+                    _set_async_exc(threading.get_ident(), ctypes.py_object())  # NULL: drop one pending
                 return result, error
-            except TimeoutError:  # arrived between the call's return and here
+            except DeadlineExceeded:  # arrived between the call's return and here
                 continue
 
     def _deliver(self) -> None:

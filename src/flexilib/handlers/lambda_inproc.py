@@ -16,16 +16,19 @@ stem), `env.NAME=value`.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
 import resource
+import threading
 import time
 import traceback
 from pathlib import Path
 
 from flexilib.accesslog import diag
-from flexilib.faas.aws.context import function_arn, new_context
+from flexilib.dispatch import DeadlineExceeded
+from flexilib.faas.aws.context import LambdaContext, function_arn, new_context
 from flexilib.faas.aws.environment import function_environment, lambda_environment
 from flexilib.faas.aws.events import apigw_request_id, build_event_v1, build_event_v2
 from flexilib.faas.aws.responses import (
@@ -46,6 +49,7 @@ __all__ = ["LambdaHandler"]
 ACCOUNT_ID = "123456789012"  # the placeholder account AWS's own examples use
 API_ID = "flexilib"
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_thread = threading.local()  # per pool thread: the event loop Lambda code finds there
 
 
 class LambdaHandler(Handler):
@@ -78,6 +82,7 @@ class LambdaHandler(Handler):
         self._files: list[Path] = [Path(spec.path)]
 
     def load(self) -> None:
+        _ensure_event_loop()
         with function_environment(self._env):
             loaded = load_module(self.spec.path)
         func = getattr(loaded.module, self.spec.func, None)
@@ -106,13 +111,16 @@ class LambdaHandler(Handler):
         )
         context = new_context(self._env, timeout_s=self.timeout, invoked_function_arn=self._arn)
         before = _peak_kb()
+        _ensure_event_loop()
         try:
             with function_environment(self._env):
                 result = self._func(event, context)
-        except TimeoutError:
-            raise  # the deadline passed: the dispatcher has answered already
+        except DeadlineExceeded:
+            # the dispatcher's interruption at the deadline (it has answered already)
+            _drop_event_loop()  # it may hold the interrupted function's tasks
+            raise
         except Exception as exc:  # noqa: BLE001 - a function error, reported as Lambda does
-            diag(f"{self.name}: {context.aws_request_id}: {_error_json(exc)}")
+            diag(f"{self.name}: {context.aws_request_id}: {_error_json(exc, context)}")
             return function_error_response(self.format)
         grown = (_peak_kb() - before) // 1024
         if grown > self.memory:
@@ -154,13 +162,34 @@ def _peak_kb() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def _error_json(exc: BaseException) -> str:
+def _ensure_event_loop() -> None:
+    """Give the calling pool thread a current event loop, as Lambda's handler thread has one.
+
+    Lambda runs a handler on the main thread, where `asyncio.get_event_loop()`
+    works; on a pool thread it raises, which breaks adapters that call it
+    (Mangum does, per invocation). One loop per thread, made on first use and
+    set again on every call, since `asyncio.run()` in a function leaves none.
+    """
+    loop = getattr(_thread, "loop", None)
+    if loop is None or loop.is_closed():
+        loop = _thread.loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+
+
+def _drop_event_loop() -> None:
+    loop = getattr(_thread, "loop", None)
+    _thread.loop = None
+    if loop is not None and not loop.is_running():
+        loop.close()
+
+
+def _error_json(exc: BaseException, context: LambdaContext) -> str:
     """The error record the Lambda Python runtime logs for an unhandled exception."""
     return json.dumps(
         {
             "errorMessage": str(exc),
             "errorType": type(exc).__name__,
-            "requestId": "",
+            "requestId": context.aws_request_id,
             "stackTrace": traceback.format_tb(exc.__traceback__),
         }
     )
