@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from flexilib.request import Request
     from flexilib.response import Response
 
-__all__ = ["Handler", "HandlerSpec", "HandlerError", "HandlerLoadError"]
+__all__ = ["Handler", "HandlerSpec", "HandlerError", "HandlerLoadError", "number_option"]
 
 
 class HandlerError(Exception):
@@ -126,3 +126,14 @@ class Handler:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.spec.target}>"
+
+
+def number_option(text: str, name: str, low: float, high: float, integer: bool = False) -> float:
+    """A numeric option's value, or ValueError naming the option and its range."""
+    try:
+        value = int(text) if integer else float(text)
+    except ValueError:
+        raise ValueError(f"{name}={text!r} is not a number") from None
+    if not low <= value <= high:
+        raise ValueError(f"{name}={text!r} is out of range ({low:g}..{high:g})")
+    return value

@@ -39,7 +39,13 @@ from flexilib.faas.aws.responses import (
     map_result_v2,
     timeout_response,
 )
-from flexilib.handlers.base import Handler, HandlerError, HandlerLoadError, HandlerSpec
+from flexilib.handlers.base import (
+    Handler,
+    HandlerError,
+    HandlerLoadError,
+    HandlerSpec,
+    number_option,
+)
 from flexilib.handlers.pymodule import load_module
 from flexilib.request import Request
 from flexilib.response import Response
@@ -61,8 +67,8 @@ class LambdaHandler(Handler):
         super().validate(spec)
         if spec.option("format", "2.0") not in ("2.0", "1.0"):
             raise ValueError("format must be 2.0 or 1.0")
-        _number(spec.option("timeout", "3"), "timeout", 0.001, 900.0)
-        _number(spec.option("memory", "128"), "memory", 128, 10240, integer=True)
+        number_option(spec.option("timeout", "3"), "timeout", 0.001, 900.0)
+        number_option(spec.option("memory", "128"), "memory", 128, 10240, integer=True)
         if not _NAME.fullmatch(spec.option("name", Path(spec.path).stem) or ""):
             raise ValueError("name must be 1-64 letters, digits, '-' or '_'")
         _environment(spec)  # reserved or invalid env.* names are errors, as Lambda says
@@ -70,7 +76,7 @@ class LambdaHandler(Handler):
     def __init__(self, spec: HandlerSpec) -> None:
         super().__init__(spec)
         self.format = spec.option("format", "2.0")
-        self.function_timeout = _number(spec.option("timeout", "3"), "timeout", 0.001, 900.0)
+        self.function_timeout = number_option(spec.option("timeout", "3"), "timeout", 0.001, 900.0)
         self.timeout = min(self.function_timeout, INTEGRATION_TIMEOUT_S[self.format])
         self.memory = int(spec.option("memory", "128"))
         self.name = spec.option("name", Path(spec.path).stem)
@@ -146,16 +152,6 @@ def _environment(spec: HandlerSpec) -> dict[str, str]:
         region=os.environ.get("AWS_REGION", "us-east-1"),
         extra=spec.prefixed("env."),
     )
-
-
-def _number(text: str, name: str, low: float, high: float, integer: bool = False) -> float:
-    try:
-        value = int(text) if integer else float(text)
-    except ValueError:
-        raise ValueError(f"{name}={text!r} is not a number") from None
-    if not low <= value <= high:
-        raise ValueError(f"{name}={text!r} is out of range ({low:g}..{high:g})")
-    return value
 
 
 def _peak_kb() -> int:

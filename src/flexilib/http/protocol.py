@@ -383,8 +383,12 @@ class HttpProtocol(asyncio.Protocol):
 
     def _ready(self, job: _Job, handler, error: BaseException | None) -> None:
         if error is not None:
-            status = error.status if isinstance(error, HandlerError) else 503
-            self._send_error(job, status, "Handler not available\n")
+            response = getattr(error, "response", None)
+            if response is not None:
+                self._write(job, response)
+            else:
+                status = error.status if isinstance(error, HandlerError) else 503
+                self._send_error(job, status, "Handler not available\n")
             return
         job.slot = job.rule.slot
         self._dispatch(job, handler)
