@@ -5,6 +5,12 @@ recreated is still seen. watchfiles coalesces a burst of events (a linker
 writing in pieces, `cp` truncating then writing) into one batch: a batch ends
 after `STEP_MS` without a new event, or after `DEBOUNCE_MS` at most, and one
 batch causes one reload per handler.
+
+inotify only reports what happens while a watch exists, and the watch is
+restarted whenever the set of folders changes (a handler in a new folder was
+loaded). So each watched file keeps the stamp it had when its version was
+loaded, and once a (re)started watch is live every stamp is compared with
+the file: a change made during a load or between two watches still reloads.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from flexilib.accesslog import diag
+from flexilib.handlers.slot import Stamp, file_stamp
 
 if TYPE_CHECKING:
     from flexilib.handlers.base import Handler
@@ -24,6 +31,7 @@ __all__ = ["Watcher"]
 
 STEP_MS = 100
 DEBOUNCE_MS = 1600
+LIVE_CHECK_MS = 500  # a new watch yields after this even without events: it is live then
 
 
 class Watcher:
@@ -31,22 +39,25 @@ class Watcher:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._files: dict[Path, set[HandlerSlot]] = {}
+        self._files: dict[Path, dict[HandlerSlot, Stamp]] = {}
         self._lock = threading.Lock()
         self._changed = threading.Event()  # the set of folders changed: restart the watch
         self._stopping = False
         self._thread: threading.Thread | None = None
 
-    def track(self, slot: HandlerSlot, handler: Handler) -> None:
-        """Watch the files `handler` was loaded from (called for each loaded version)."""
+    def track(self, slot: HandlerSlot, handler: Handler, stamp: Stamp) -> None:
+        """Watch the files `handler` was loaded from; `stamp`: its main file's, before loading."""
+        main = Path(slot.spec.path).absolute()
         files = {Path(f).absolute() for f in handler.watched_files()}
         with self._lock:
             before = self._folders()
             self._drop(slot)
             for file in files:
-                self._files.setdefault(file, set()).add(slot)
+                self._files.setdefault(file, {})[slot] = stamp if file == main else file_stamp(file)
             if self._folders() != before:
-                self._changed.set()
+                self._changed.set()  # the new watch compares every stamp once it is live
+                return
+        self._compare({slot})  # watched already: only a change during the load can be missed
 
     def forget(self, slot: HandlerSlot) -> None:
         with self._lock:
@@ -54,7 +65,7 @@ class Watcher:
 
     def _drop(self, slot: HandlerSlot) -> None:
         for file in [f for f, slots in self._files.items() if slot in slots]:
-            self._files[file].discard(slot)
+            del self._files[file][slot]
             if not self._files[file]:
                 del self._files[file]
 
@@ -79,6 +90,7 @@ class Watcher:
             if not folders:
                 self._changed.wait()
                 continue
+            live = False
             try:
                 for batch in watchfiles.watch(
                     *folders,
@@ -86,17 +98,47 @@ class Watcher:
                     debounce=DEBOUNCE_MS,
                     step=STEP_MS,
                     stop_event=self._changed,
+                    rust_timeout=LIVE_CHECK_MS,
+                    yield_on_timeout=True,
                     recursive=False,
                     raise_interrupt=False,
                 ):
-                    self._dispatch({Path(path) for _, path in batch})
+                    if batch:
+                        self._dispatch({Path(path) for _, path in batch})
+                    if not live:  # anything yielded: the watch exists now
+                        live = True
+                        self._compare(None)
             except Exception as exc:  # noqa: BLE001 - a vanished folder must not stop watching
                 diag(f"file watching restarted after: {exc!r}")
                 self._changed.wait(1.0)
 
-    def _dispatch(self, paths: set[Path]) -> None:
+    def _compare(self, only: set[HandlerSlot] | None) -> None:
+        """Reload the slots (all, or `only`) whose files differ from their stamps."""
+        changed: dict[HandlerSlot, set[str]] = {}
         with self._lock:
-            touched = {slot for path in paths for slot in self._files.get(path, ())}
-        for slot in touched:
-            names = ", ".join(sorted(str(p.name) for p in paths if slot in self._files.get(p, ())))
-            self._loop.call_soon_threadsafe(slot.reload, f"{names or 'file'} changed")
+            for file, slots in self._files.items():
+                now = file_stamp(file)
+                for slot, stamp in slots.items():
+                    if (only is None or slot in only) and stamp != now:
+                        slots[slot] = now
+                        changed.setdefault(slot, set()).add(file.name)
+        for slot, names in changed.items():
+            self._reload(slot, names)
+
+    def _dispatch(self, paths: set[Path]) -> None:
+        changed: dict[HandlerSlot, set[str]] = {}
+        with self._lock:
+            for path in paths:
+                slots = self._files.get(path, {})
+                for slot in slots:
+                    slots[slot] = file_stamp(path)
+                    changed.setdefault(slot, set()).add(path.name)
+        for slot, names in changed.items():
+            self._reload(slot, names)
+
+    def _reload(self, slot: HandlerSlot, names: set[str]) -> None:
+        reason = f"{', '.join(sorted(names))} changed"
+        try:
+            self._loop.call_soon_threadsafe(slot.reload, reason)
+        except RuntimeError:  # the loop closed: the worker is stopping
+            pass

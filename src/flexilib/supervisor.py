@@ -65,9 +65,14 @@ class Master:
         if pid == 0:  # the worker
             status = 1
             try:
-                signal.pthread_sigmask(signal.SIG_SETMASK, set())
+                # SIGHUP and SIGTERM stay blocked until the worker's loop handles them (a
+                # default SIGHUP would kill it while it starts); SIGINT is ignored, since a
+                # Ctrl-C reaches the whole process group and the master forwards a SIGTERM
+                # (taking it too would be a second stop signal: stop at once).
+                signal.pthread_sigmask(signal.SIG_SETMASK, {signal.SIGHUP, signal.SIGTERM})
                 for sig in _SIGNALS:
                     signal.signal(sig, signal.SIG_DFL)
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
                 from flexilib.http.server import run_worker
 
                 status = run_worker(self.sock, self.settings, self.rules)

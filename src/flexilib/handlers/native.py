@@ -24,6 +24,7 @@ from pathlib import Path
 
 from flexilib import _native
 from flexilib.handlers.base import Handler, HandlerError, HandlerLoadError, HandlerSpec
+from flexilib.handlers.elfcheck import incomplete
 from flexilib.request import Request
 from flexilib.response import Response
 
@@ -68,6 +69,9 @@ class NativeHandler(Handler):
         except OSError as exc:
             raise HandlerLoadError(f"cannot load {path}: {exc.strerror or exc}") from None
         try:
+            cut_short = incomplete(copy)  # dlopen would map it anyway, then SIGBUS
+            if cut_short:
+                raise HandlerLoadError(f"cannot load {path}: {cut_short}")
             lib = ctypes.CDLL(copy, mode=os.RTLD_NOW | os.RTLD_LOCAL)
         except OSError as exc:
             raise HandlerLoadError(f"cannot load {path}: {exc}") from None

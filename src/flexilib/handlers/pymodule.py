@@ -4,10 +4,16 @@ Each load executes the file in a new module object under a unique name, so
 a reload never sees the previous version's globals. Sibling modules the file
 imports from its own folder are dropped from `sys.modules` first, so an edit
 to a helper module is picked up too, and are reported as watched files.
+
+Handler files and their siblings are always compiled from the source, never
+from `__pycache__`: a bytecode cache is checked against the source's mtime in
+whole seconds and its size, so a same-size edit within a second (`v1` -> `v2`)
+would load the old code.
 """
 
 from __future__ import annotations
 
+import importlib.machinery
 import importlib.util
 import itertools
 import sys
@@ -21,6 +27,34 @@ __all__ = ["LoadedModule", "load_module"]
 
 _counter = itertools.count(1)
 _import_lock = threading.Lock()
+
+
+class _SourceLoader(importlib.machinery.SourceFileLoader):
+    """A source file loader that compiles every time and writes no bytecode cache."""
+
+    def get_code(self, fullname: str):
+        path = self.get_filename(fullname)
+        return self.source_to_code(self.get_data(path), path)
+
+
+_LOADERS = (
+    (importlib.machinery.ExtensionFileLoader, importlib.machinery.EXTENSION_SUFFIXES),
+    (_SourceLoader, importlib.machinery.SOURCE_SUFFIXES),
+    (importlib.machinery.SourcelessFileLoader, importlib.machinery.BYTECODE_SUFFIXES),
+)
+_finders: dict[str, importlib.machinery.FileFinder] = {}
+
+
+def _use_folder(folder: Path) -> None:
+    """Let the handler import from its folder, through a finder that compiles from source."""
+    entry = str(folder)
+    finder = _finders.get(entry)
+    if finder is None:
+        finder = _finders[entry] = importlib.machinery.FileFinder(entry, *_LOADERS)
+    sys.path_importer_cache[entry] = finder
+    finder.invalidate_caches()  # a sibling may have been added since the last load
+    if entry not in sys.path:
+        sys.path.append(entry)  # last: a handler folder must not shadow the stdlib
 
 
 class LoadedModule:
@@ -53,9 +87,10 @@ def load_module(path: str) -> LoadedModule:
         for sibling in _siblings(folder):
             if not sibling.startswith("flexilib_handler_"):
                 del sys.modules[sibling]
-        if str(folder) not in sys.path:
-            sys.path.append(str(folder))  # last: a handler folder must not shadow the stdlib
-        spec = importlib.util.spec_from_file_location(name, file)
+        _use_folder(folder)
+        spec = importlib.util.spec_from_file_location(
+            name, file, loader=_SourceLoader(name, str(file))
+        )
         if spec is None or spec.loader is None:
             raise HandlerLoadError(f"cannot load {path}: not a Python source file")
         module = importlib.util.module_from_spec(spec)

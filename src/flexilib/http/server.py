@@ -105,7 +105,9 @@ class Server:
         )
         loop.add_signal_handler(signal.SIGHUP, self.reload_config)
         loop.add_signal_handler(signal.SIGTERM, self.stop)
-        loop.add_signal_handler(signal.SIGINT, self.stop)
+        # the master kept these blocked since fork: one sent during start-up is handled now
+        # (SIGINT stays ignored: Ctrl-C reaches the master, which forwards SIGTERM)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP, signal.SIGTERM})
         self.watcher.start()
         self.tick()
         diag(f"worker {os.getpid()} serving {len(self.router.routes)} routes")
