@@ -87,7 +87,8 @@ class Tunnel(_Inbox):
         await self._protocol.drained()
 
     def close(self) -> None:
-        self._protocol.close_now()
+        """Close after what was written has been sent (the other end closed)."""
+        self._protocol._close()
 
 
 class Exchange:
@@ -119,8 +120,12 @@ class Exchange:
             self._tunnel.lost()
 
     def upgrade_ready(self, rest: bytes) -> bool:
-        """The request asked to upgrade; `rest` are bytes already received past it."""
+        """The request asked to upgrade; `rest` are bytes already received past it.
+
+        Reading pauses until `tunnel()`: what the client sends next is not HTTP.
+        """
         self._upgrade = rest
+        self._protocol.pause_reading()
         return True
 
     # -- for the handler -------------------------------------------------------
@@ -132,6 +137,19 @@ class Exchange:
     def body_complete(self) -> bool:
         return self._body.complete
 
+    @property
+    def client_closed(self) -> bool:
+        """True once the client's connection is closed or closing: stop producing for it."""
+        return self._protocol.closing
+
+    @property
+    def route_prefix(self) -> bytes:
+        """The path prefix of the rule that routed this request (what a proxy replaces)."""
+        job = self._protocol.current
+        if job is not None and job.exchange is self and job.rule is not None:
+            return job.rule.path_prefix
+        return b""
+
     async def receive(self) -> bytes:
         """The next piece of the request body; b"" once it has all been read."""
         return await self._body.read()
@@ -142,8 +160,13 @@ class Exchange:
         headers: list[tuple[bytes, bytes]],
         reason: str | None = None,
         length: int | None = None,
+        body: bytes = b"",
     ) -> None:
-        """Write the status line and headers; the body is framed by `length`, else chunked."""
+        """Write the status line and headers; the body is framed by `length`, else chunked.
+
+        `body`, the first piece of the body (or all of it), goes out with the head: one
+        write, one system call, instead of two.
+        """
         self.started = True
         self.status = status
         protocol = self._protocol
@@ -169,6 +192,9 @@ class Exchange:
             lines.append(b"Connection: keep-alive\r\n" if keep else b"Connection: close\r\n")
         self.keep_alive = keep
         lines.append(b"\r\n")
+        if body and not self._suppress:
+            self.sent += len(body)
+            lines += (b"%x\r\n" % len(body), body, b"\r\n") if self._chunked else (body,)
         protocol.write(b"".join(lines))
 
     def write(self, data: bytes) -> None:

@@ -235,6 +235,8 @@ class HttpProtocol(asyncio.Protocol):
         if self.read_paused and not self.closing:
             self.read_paused = False
             self.transport.resume_reading()
+            if self.waiting == BODY:  # time paused by us is not the client's
+                self.deadline = self.server.now + self.limits.body_timeout
 
     # -- parser callbacks ------------------------------------------------------
     def on_message_begin(self) -> None:
@@ -289,6 +291,7 @@ class HttpProtocol(asyncio.Protocol):
         if self.expect and request.http_version == "1.1":
             if self.current is None and not self.queue:
                 self.transport.write(_CONTINUE)
+                self.expect = False  # answered: _next() must not send it again
             else:
                 self.expect = True  # sent by _next() when the connection gets to it
         else:
@@ -312,6 +315,8 @@ class HttpProtocol(asyncio.Protocol):
         if self.exchange is not None:
             self.exchange.feed_eof()
             self.exchange = None
+            self.waiting = BUSY  # as for buffered kinds: idle (keep-alive) once it is answered
+            self.deadline = 0.0
             return
         chunks = self.chunks
         if chunks:
@@ -542,6 +547,11 @@ class HttpProtocol(asyncio.Protocol):
             self._close()  # an idle keep-alive connection: nothing is owed
         elif self.current is None:
             self._reject(_Reject(408, "client too slow"))
+        elif self.exchange is not None and not self.read_paused:
+            # a streamed body stalled while its handler runs: nothing can be answered
+            # in order any more, so close (the handler sees the client go away)
+            diag(f"{self.client}: client too slow sending a streamed body: closing")
+            self.close_now()
 
     def _close(self) -> None:
         """Close after what was written has been sent."""
