@@ -216,7 +216,9 @@ class Dispatcher:
                 if ticket[0] == _RUNNING:
                     ticket[0] = _WAITING  # finished in time: expire() will not interrupt now
                 if ticket[0] == _EXPIRED:
-                    _set_async_exc(threading.get_ident(), ctypes.py_object())  # NULL: drop one pending
+                    _set_async_exc(
+                        threading.get_ident(), ctypes.py_object()
+                    )  # NULL: drop one pending
                 return result, error
             except DeadlineExceeded:  # arrived between the call's return and here
                 continue
