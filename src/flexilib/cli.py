@@ -75,12 +75,13 @@ def _load(path: Path) -> list[Rule] | None:
 
 
 def serve(settings: Settings) -> int:
-    rules = _load(settings.config)
-    if rules is None:
-        return 2
-    from flexilib.supervisor import run_master
+    from flexilib.supervisor import read_and_validate, run_master
 
-    return run_master(settings, rules)
+    text, error = read_and_validate(settings.config)
+    if error is not None:
+        print(f"flexilib: config error: {error}", file=sys.stderr)
+        return 2
+    return run_master(settings, text)
 
 
 def routes(path: Path) -> int:

@@ -21,7 +21,6 @@ import socket
 import time
 
 from flexilib.accesslog import diag
-from flexilib.config import ConfigError, Rule, load_config
 from flexilib.settings import Settings
 
 __all__ = ["listen", "run_master"]
@@ -51,10 +50,10 @@ def _describe(status: int) -> str:
 
 
 class Master:
-    def __init__(self, settings: Settings, sock: socket.socket, rules: list[Rule]) -> None:
+    def __init__(self, settings: Settings, sock: socket.socket, config_text: str) -> None:
         self.settings = settings
         self.sock = sock
-        self.rules = rules
+        self.config_text = config_text  # the last version that validated: for new workers
         self.workers: dict[int, tuple[int, float]] = {}  # pid -> (slot number, start time)
         self.crashes = [0] * settings.workers
         self.restart_at: dict[int, float] = {}  # slot number -> when to start it
@@ -73,9 +72,11 @@ class Master:
                 for sig in _SIGNALS:
                     signal.signal(sig, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
+                from flexilib.config import parse_config
                 from flexilib.http.server import run_worker
 
-                status = run_worker(self.sock, self.settings, self.rules)
+                rules = parse_config(self.config_text, self.settings.config)
+                status = run_worker(self.sock, self.settings, rules)
             except BaseException as exc:  # noqa: BLE001 - report, never return into the master
                 diag(f"worker failed: {exc!r}")
             finally:
@@ -112,10 +113,12 @@ class Master:
             self.restart_at[number] = time.monotonic() + delay
 
     def hangup(self) -> None:
-        try:
-            self.rules = load_config(self.settings.config)
-        except ConfigError as exc:
-            diag(f"SIGHUP: config rejected, workers keep the old routes: {exc}")
+        """Validate the new config; only then keep it and tell the workers to reload."""
+        text, error = read_and_validate(self.settings.config)
+        if error is not None:
+            diag(f"SIGHUP: config rejected, workers keep the old routes: {error}")
+            return
+        self.config_text = text
         for pid in self.workers:
             os.kill(pid, signal.SIGHUP)
 
@@ -156,8 +159,51 @@ class Master:
         return 0
 
 
-def run_master(settings: Settings, rules: list[Rule]) -> int:
-    """Bind, start the workers and supervise them until stopped; the exit status."""
+def read_and_validate(path: os.PathLike) -> tuple[str, str | None]:
+    """The config's text and the error that rejects it (None when valid).
+
+    Validation imports the handler kinds' modules (their options are checked
+    by their classes), which would more than double the master's memory, so
+    it runs in a short-lived forked child that reports through a pipe.
+    """
+    try:
+        with open(path, encoding="utf-8") as file:
+            text = file.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        return "", f"{path}: cannot read config: {getattr(exc, 'strerror', None) or exc}"
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(reader)
+        message = b""
+        try:
+            from flexilib.config import ConfigError, parse_config
+
+            parse_config(text, path)
+        except ConfigError as exc:
+            message = str(exc).encode()
+        except BaseException as exc:  # noqa: BLE001 - reported like a config error
+            message = f"{path}: {exc!r}".encode()
+        finally:
+            os.write(writer, message or b"\0")
+            os._exit(0)
+    os.close(writer)
+    chunks = []
+    while chunk := os.read(reader, 65536):
+        chunks.append(chunk)
+    os.close(reader)
+    os.waitpid(pid, 0)
+    answer = b"".join(chunks)
+    if answer == b"\0":
+        return text, None
+    return text, answer.decode(errors="replace") or f"{path}: validation failed"
+
+
+def run_master(settings: Settings, config_text: str) -> int:
+    """Bind, start the workers and supervise them until stopped; the exit status.
+
+    `config_text` has been validated (`read_and_validate`); each worker parses it.
+    """
     try:
         sock = listen(settings)
     except OSError as exc:
@@ -168,4 +214,4 @@ def run_master(settings: Settings, rules: list[Rule]) -> int:
         f"listening on {where[0]}:{where[1]} with {settings.workers} worker(s),"
         f" config {settings.config}"
     )
-    return Master(settings, sock, rules).run()
+    return Master(settings, sock, config_text).run()
