@@ -60,7 +60,7 @@ _thread = threading.local()  # per pool thread: the event loop Lambda code finds
 
 class LambdaHandler(Handler):
     takes_env = True
-    options = frozenset({"format", "timeout", "memory", "name", "dispatch"})
+    options = frozenset({"format", "timeout", "memory", "name"})
 
     @classmethod
     def validate(cls, spec: HandlerSpec) -> None:
