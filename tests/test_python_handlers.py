@@ -50,6 +50,8 @@ def handle_request(request):
     return Response("x", headers={"X-Evil": "a\\r\\nSet-Cookie: stolen=1"})
 """,
     "named.py": "def other(request):\n    return 'named function'\n",
+    "badheader.py": "from flexilib import Response\n\ndef handle_request(request):\n    return Response('x', headers={'X-Arrow': '\u2192'})\n",
+    "badstatus.py": "from flexilib import Response\n\ndef handle_request(request):\n    return Response('x', status='200')\n",
     "usehelper.py": "import helper_mod\n\ndef handle_request(request):\n    return helper_mod.greeting()\n",
     "helper_mod.py": "def greeting():\n    return 'from a sibling module'\n",
 }
@@ -73,6 +75,8 @@ def server(start_server, tmp_path):
             "/injection = injection.py",
             "/named = python:named.py:other",
             "/helper = usehelper.py",
+            "/badheader = badheader.py",
+            "/badstatus = badstatus.py",
         ]
     )
     return start_server(config + "\n", folder=folder)
@@ -151,3 +155,11 @@ def test_header_injection_is_refused(server):
 def test_named_function_and_sibling_import(server):
     assert requests.get(server.url + "/named").text == "named function"
     assert requests.get(server.url + "/helper").text == "from a sibling module"
+
+
+def test_unencodable_header_or_bad_status_is_500_not_a_hang(server):
+    for path in ("/badheader", "/badstatus"):
+        assert requests.get(server.url + path, timeout=10).status_code == 500
+    server.wait_for_log("not latin-1 text")
+    server.wait_for_log("status '200' is not an integer")
+    assert requests.get(server.url + "/text", timeout=10).status_code == 200

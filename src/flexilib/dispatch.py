@@ -42,11 +42,13 @@ from collections.abc import Callable
 from time import perf_counter
 from typing import Any
 
+from flexilib.accesslog import diag
+
 __all__ = ["DeadlineExceeded", "Dispatcher"]
 
 FAST = 0.0005  # a call this quick may run inline
 SLOW = 0.002  # an inline call slower than this stalls the loop: back to the pool
-PROMOTE = 8  # consecutive fast pool calls before a class runs inline
+PROMOTE = 8  # fast pool calls (counted, not in a row) before a class runs inline
 PROMOTE_MAX = 1024
 MAX_CLASSES = 4096  # per handler; past it the table starts afresh (bounded memory)
 IDLE_EXIT = 30.0
@@ -107,15 +109,15 @@ class Dispatcher:
     def _inline(self, handler: Any, request: Any, done: Done, entry: list | None) -> None:
         start = perf_counter()
         try:
-            result = handler.call(request)
+            result, error = handler.call(request), None
         except BaseException as exc:  # handed to the caller, who logs it
-            done(None, exc)
-            return
-        if entry is not None and (result.elapsed or perf_counter() - start) > SLOW:
+            result, error = None, exc
+        took = (result.elapsed if result is not None else 0.0) or perf_counter() - start
+        if entry is not None and took > SLOW:  # failing slowly is slow too
             entry[0] = _POOL
             entry[1] = 0
             entry[2] = min(entry[2] * 2, PROMOTE_MAX)
-        done(result, None)
+        done(result, error)
 
     # -- the pool ----------------------------------------------------------
     def submit(self, func: Callable[[Any], Any], arg: Any, done: Done) -> None:
@@ -134,7 +136,7 @@ class Dispatcher:
         self._jobs.put((func, arg, done, entry, ticket))
 
     def _deadline(self, handler: Any, request: Any, done: Done) -> None:
-        ticket = [_WAITING, 0, None]  # state, thread running it, timer
+        ticket = [_WAITING, 0, None, threading.Lock()]  # state, thread running it, timer, lock
 
         def finish(result: Any, error: BaseException | None) -> None:
             if ticket[0] != _EXPIRED:
@@ -143,12 +145,12 @@ class Dispatcher:
                 done(result, error)
 
         def expire() -> None:
-            if ticket[0] == _EXPIRED:
-                return
-            running = ticket[0] == _RUNNING
-            ticket[0] = _EXPIRED
-            if running:
-                _set_async_exc(ticket[1], DeadlineExceeded)
+            with ticket[3]:  # the worker cannot leave the call while we decide
+                if ticket[0] == _EXPIRED:
+                    return
+                if ticket[0] == _RUNNING:
+                    _set_async_exc(ticket[1], DeadlineExceeded)
+                ticket[0] = _EXPIRED
             done(None, handler.on_timeout())
 
         ticket[2] = self._loop.call_later(handler.timeout, expire)
@@ -177,44 +179,56 @@ class Dispatcher:
         thread.start()
 
     def _work(self, core: bool) -> None:
-        jobs, done = self._jobs, self._done
-        while True:
-            try:
-                job = jobs.get() if core else jobs.get(timeout=IDLE_EXIT)
-            except queue.Empty:
-                with self._count_lock:
-                    self._threads -= 1
-                return
-            if job is None:
-                return
-            func, arg, callback, entry, ticket = job
-            start = perf_counter()
-            try:
-                if ticket is not None:
+        try:
+            while True:
+                try:
+                    if not self._one(core):
+                        return
+                except DeadlineExceeded:
+                    continue  # a late interruption that missed its call: its client has its answer
+        finally:
+            with self._count_lock:
+                self._threads -= 1
+
+    def _one(self, core: bool) -> bool:
+        """Run one job; False when this thread should exit."""
+        try:
+            job = self._jobs.get() if core else self._jobs.get(timeout=IDLE_EXIT)
+        except queue.Empty:
+            return False
+        if job is None:
+            return False
+        func, arg, callback, entry, ticket = job
+        start = perf_counter()
+        try:
+            if ticket is not None:
+                with ticket[3]:
                     if ticket[0] == _EXPIRED:
                         raise DeadlineExceeded("expired before it started")
                     ticket[1] = threading.get_ident()
                     ticket[0] = _RUNNING
-                result, error = func(arg), None
-            except BaseException as exc:  # delivered to the loop thread
-                result, error = None, exc
-            if ticket is not None:
-                result, error = self._settle(ticket, result, error)
-            done.append((callback, result, error, entry, perf_counter() - start))
-            if not self._wake_pending:
-                self._wake_pending = True
-                try:
-                    self._loop.call_soon_threadsafe(self._deliver)
-                except RuntimeError:  # loop closed during shutdown
-                    return
+            result, error = func(arg), None
+        except BaseException as exc:  # delivered to the loop thread
+            result, error = None, exc
+        if ticket is not None:
+            result, error = self._settle(ticket, result, error)
+        self._done.append((callback, result, error, entry, perf_counter() - start))
+        if not self._wake_pending:
+            self._wake_pending = True
+            try:
+                self._loop.call_soon_threadsafe(self._deliver)
+            except RuntimeError:  # loop closed during shutdown
+                return False
+        return True
 
     @staticmethod
     def _settle(ticket: list, result: Any, error: BaseException | None) -> tuple:
         """After a deadline call: make sure a late asynchronous TimeoutError cannot escape."""
         while True:
             try:
-                if ticket[0] == _RUNNING:
-                    ticket[0] = _WAITING  # finished in time: expire() will not interrupt now
+                with ticket[3]:
+                    if ticket[0] == _RUNNING:
+                        ticket[0] = _WAITING  # finished in time: expire() will not interrupt now
                 if ticket[0] == _EXPIRED:
                     _set_async_exc(
                         threading.get_ident(), ctypes.py_object()
@@ -234,7 +248,10 @@ class Dispatcher:
                     entry[1] += 1
                     if entry[1] >= entry[2]:
                         entry[0] = _INLINE
-            callback(result, error)
+            try:
+                callback(result, error)
+            except Exception as exc:  # noqa: BLE001 - one failure must not strand the batch
+                diag(f"internal error delivering a result: {exc!r}")
 
     def close(self) -> None:
         """Stop the threads once the queued jobs are done (daemon threads: never blocks exit)."""

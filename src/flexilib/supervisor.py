@@ -129,7 +129,7 @@ class Master:
                 os.kill(pid, signal.SIGKILL)
             return
         self.stopping = True
-        self.sock.close()  # new connections are refused from now on
+        self.sock.close()  # refused once the workers have closed their listeners too
         diag(f"stopping on {signal.Signals(sig).name}: waiting for {len(self.workers)} worker(s)")
         for pid in self.workers:
             os.kill(pid, signal.SIGTERM)

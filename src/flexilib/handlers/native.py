@@ -28,7 +28,7 @@ from flexilib.handlers.elfcheck import incomplete
 from flexilib.request import Request
 from flexilib.response import Response
 
-__all__ = ["NativeHandler", "set_preallocation"]
+__all__ = ["NativeHandler", "remove_private_copies", "set_preallocation"]
 
 _private_dir: Path | None = None
 _private_lock = threading.Lock()
@@ -49,6 +49,15 @@ def _private_copy(path: str) -> str:
     with os.fdopen(fd, "wb") as out, open(path, "rb") as src:
         shutil.copyfileobj(src, out)
     return copy
+
+
+def remove_private_copies() -> None:
+    """Remove this process's folder of private copies (each is unlinked once mapped)."""
+    global _private_dir
+    with _private_lock:
+        if _private_dir is not None:
+            shutil.rmtree(_private_dir, ignore_errors=True)
+            _private_dir = None
 
 
 class NativeHandler(Handler):

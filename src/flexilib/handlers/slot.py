@@ -178,6 +178,8 @@ class HandlerSlot:
         self._draining[self.current] = self.inflight
         self.current, self._pending, self.inflight = self._pending, None, 0
         self._serve_waiters()
+        if self._retired:
+            self._close_if_idle()
 
     def _swap(self) -> None:
         """The current version has no request left: the pending one takes over."""
@@ -198,6 +200,19 @@ class HandlerSlot:
             if handler is not None:
                 handler.close()
         self.current = self._pending = None
+
+    def shutdown(self) -> None:
+        """The worker is exiting: close every version now, whatever still runs on it."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        versions = [self.current, self._pending, *self._draining]
+        self.current = self._pending = None
+        self._draining.clear()
+        self._retired = True
+        for handler in versions:
+            if handler is not None:
+                handler.close()
 
     def _serve_waiters(self) -> None:
         # one at a time, each still listed while the ones before it run: a request that

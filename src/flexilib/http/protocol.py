@@ -92,7 +92,10 @@ def _encode(headers: tuple[tuple[str, str], ...]) -> tuple[bytes, bool]:
             continue
         typed = typed or lower == "content-type"
         lines.append(f"{name}: {value}\r\n")
-    return "".join(lines).encode("latin-1"), typed
+    try:
+        return "".join(lines).encode("latin-1"), typed
+    except UnicodeEncodeError:
+        raise HandlerError("a response header is not latin-1 text") from None
 
 
 class HttpProtocol(asyncio.Protocol):
@@ -453,8 +456,9 @@ class HttpProtocol(asyncio.Protocol):
             return
         try:
             self._write(job, response)
-        except HandlerError as exc:
-            self._send_error(job, self._handler_failed(exc, job), "Internal Server Error\n")
+        except Exception as exc:  # noqa: BLE001 - a bad response object is the handler's failure
+            self._handler_failed(exc, job)
+            self._send_error(job, 500, "Internal Server Error\n")
 
     def _write(self, job: _Job, response: Response) -> None:
         ttfb = perf_counter()
@@ -469,6 +473,8 @@ class HttpProtocol(asyncio.Protocol):
         reason = response.reason
         if reason is not None and any(c in reason for c in "\r\n\0"):
             raise HandlerError("reason phrase holds CR, LF or NUL")
+        if type(response.status) is not int or not 100 <= response.status <= 999:
+            raise HandlerError(f"status {response.status!r} is not an integer in 100-999")
         body = response.body
         alloc = response.alloc or len(body) + len(raw)
         keep = job.keep_alive and not self.server.stopping
@@ -524,6 +530,9 @@ class HttpProtocol(asyncio.Protocol):
     def _reject(self, problem: _Reject) -> None:
         """Answer a protocol-level problem and close, after the responses already owed."""
         if self.current is not None or self.queue:
+            if self.exchange is not None:  # a streamed body that broke: its handler must know
+                self.exchange.lost()
+                self.exchange = None
             self.deferred = problem
             self.pause_reading()
             return
@@ -545,8 +554,8 @@ class HttpProtocol(asyncio.Protocol):
         """The server's tick found this connection past its deadline."""
         if self.waiting == IDLE or (self.waiting == HEAD and not self.head_bytes):
             self._close()  # an idle keep-alive connection: nothing is owed
-        elif self.current is None:
-            self._reject(_Reject(408, "client too slow"))
+        elif self.current is None or (self.waiting == HEAD and self.exchange is None):
+            self._reject(_Reject(408, "client too slow"))  # deferred behind what is owed
         elif self.exchange is not None and not self.read_paused:
             # a streamed body stalled while its handler runs: nothing can be answered
             # in order any more, so close (the handler sees the client go away)

@@ -45,6 +45,7 @@ class Server:
         self.now = loop.time()
         self.common_headers = b""
         self.slots: dict[HandlerSpec, HandlerSlot] = {}
+        self.retired: set[HandlerSlot] = set()  # left the config: closed at exit if still draining
         self.watcher = Watcher(loop)
         self.router = Router([])
         self._listener: asyncio.AbstractServer | None = None
@@ -67,6 +68,7 @@ class Server:
             if spec not in slots:
                 self.watcher.forget(slot)
                 slot.retire()
+                self.retired.add(slot)
         self.slots = slots
         self.router = Router(routes)
 
@@ -142,10 +144,12 @@ class Server:
             self._stopped.set_result(None)
 
     def close(self) -> None:
+        """The worker exits: close every handler version (stopping runtimes, pools)."""
         self.watcher.stop()
-        for slot in self.slots.values():
-            slot.retire()
+        for slot in [*self.slots.values(), *self.retired]:
+            slot.shutdown()
         self.dispatcher.close()
+        native.remove_private_copies()
 
 
 def run_worker(sock: socket.socket, settings: Settings, rules: list[Rule]) -> int:
