@@ -42,11 +42,10 @@ from flexilib.faas.aws.responses import (
 from flexilib.handlers.base import (
     Handler,
     HandlerError,
-    HandlerLoadError,
     HandlerSpec,
     number_option,
 )
-from flexilib.handlers.pymodule import load_module
+from flexilib.handlers.pymodule import load_function
 from flexilib.request import Request
 from flexilib.response import Response
 
@@ -90,12 +89,7 @@ class LambdaHandler(Handler):
     def load(self) -> None:
         _ensure_event_loop()
         with function_environment(self._env):
-            loaded = load_module(self.spec.path)
-        func = getattr(loaded.module, self.spec.func, None)
-        if not callable(func):
-            raise HandlerLoadError(f"cannot load {self.spec.path}: no function {self.spec.func}()")
-        self._func = func
-        self._files = loaded.files
+            self._func, self._files = load_function(self.spec.path, self.spec.func)
 
     def watched_files(self) -> list[Path]:
         return list(self._files)

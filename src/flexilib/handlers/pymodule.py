@@ -18,12 +18,13 @@ import importlib.util
 import itertools
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
 from flexilib.handlers.base import HandlerLoadError
 
-__all__ = ["LoadedModule", "load_module"]
+__all__ = ["LoadedModule", "load_function", "load_module"]
 
 _counter = itertools.count(1)
 _import_lock = threading.Lock()
@@ -107,3 +108,12 @@ def load_module(path: str) -> LoadedModule:
             if not n.startswith("flexilib_handler_")
         ]
     return LoadedModule(module, files)
+
+
+def load_function(path: str, name: str) -> tuple[Callable, list[Path]]:
+    """Load `path` and return its function `name` and the files it was built from."""
+    loaded = load_module(path)
+    func = getattr(loaded.module, name, None)
+    if not callable(func):
+        raise HandlerLoadError(f"cannot load {path}: no function {name}()")
+    return func, loaded.files

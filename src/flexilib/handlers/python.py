@@ -5,8 +5,8 @@ from __future__ import annotations
 import inspect
 from pathlib import Path
 
-from flexilib.handlers.base import Handler, HandlerError, HandlerLoadError
-from flexilib.handlers.pymodule import load_module
+from flexilib.handlers.base import Handler, HandlerError
+from flexilib.handlers.pymodule import load_function
 from flexilib.request import Request
 from flexilib.response import Response
 
@@ -31,12 +31,8 @@ class PythonHandler(Handler):
         self._files: list[Path] = [Path(spec.path)]
 
     def load(self) -> None:
-        loaded = load_module(self.spec.path)
-        func = getattr(loaded.module, self.spec.func, None)
-        if not callable(func):
-            raise HandlerLoadError(f"cannot load {self.spec.path}: no function {self.spec.func}()")
+        func, self._files = load_function(self.spec.path, self.spec.func)
         self._func = func
-        self._files = loaded.files
         self.mode = "async" if inspect.iscoroutinefunction(func) else "sync"
 
     def watched_files(self) -> list[Path]:

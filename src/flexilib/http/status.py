@@ -4,18 +4,19 @@ from __future__ import annotations
 
 from http import HTTPStatus
 
-__all__ = ["status_line", "reason_of"]
+__all__ = ["phrase", "status_line"]
 
 _LINES: dict[int, bytes] = {
     s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode()) for s in HTTPStatus
 }
 
 
-def reason_of(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "Unknown"
+_PHRASES: dict[int, str] = {s.value: s.phrase for s in HTTPStatus}
+
+
+def phrase(status: int, default: str = "") -> str:
+    """The standard reason phrase of `status`, or `default` for an unregistered one."""
+    return _PHRASES.get(status, default)
 
 
 def status_line(status: int, reason: str | None = None) -> bytes:

@@ -18,10 +18,10 @@ Failures, each logged once with the upstream's URL:
 from __future__ import annotations
 
 import asyncio
-from http import HTTPStatus
 
 from flexilib.accesslog import diag, format_client
 from flexilib.http.exchange import Exchange
+from flexilib.http.status import phrase
 from flexilib.proxy.connection import (
     LENGTH,
     NONE,
@@ -42,7 +42,6 @@ __all__ = ["Proxy"]
 IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"))
 SMALL_BODY = 64 * 1024  # a body up to this size is read whole first: one write, and replayable
 _TEXT = [(b"Content-Type", b"text/plain")]
-_PHRASES = {status.value: status.phrase.encode() for status in HTTPStatus}
 
 
 class _Retry(Exception):
@@ -207,7 +206,7 @@ class _Forwarding:
         exchange.start(
             status,
             response_headers(connection.headers),
-            None if reason == _PHRASES.get(status) else reason.decode("latin-1"),
+            None if reason.decode("latin-1") == phrase(status) else reason.decode("latin-1"),
             length,
             connection.buffered(),  # what came with the head (often all of it) goes with it
         )

@@ -34,6 +34,7 @@ from typing import Any
 from flexilib.faas.workers.body import Body, ReadableStream
 from flexilib.faas.workers.headers import HeadersInit, combined, header_pairs
 from flexilib.faas.workers.url import normalize_url
+from flexilib.http.status import phrase
 from flexilib.response import Response as FlexiResponse
 
 __all__ = ["Response"]
@@ -41,13 +42,6 @@ __all__ = ["Response"]
 _NULL_BODY_STATUSES = frozenset({101, 204, 205, 304})
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _TEXT_PLAIN = "text/plain;charset=UTF-8"
-
-
-def _phrase(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return ""
 
 
 def _body_bytes(body: object) -> bytes | None:
@@ -93,7 +87,7 @@ class Response(Body):
         pairs = header_pairs(headers)
         if isinstance(body, str) and not _has(pairs, "content-type"):
             pairs.append(("content-type", _TEXT_PLAIN))
-        self._fill(code, status_text or _phrase(code), pairs, data, "", False)
+        self._fill(code, status_text or phrase(code), pairs, data, "", False)
 
     def _fill(
         self,
