@@ -75,7 +75,9 @@ def _load(path: Path) -> list[Rule] | None:
 
 
 def serve(settings: Settings) -> int:
-    from flexilib.supervisor import read_and_validate, run_master
+    from flexilib.supervisor import block_signals, read_and_validate, run_master
+
+    block_signals()  # a stop signal during start-up is taken as a stop, not a kill
 
     text, error = read_and_validate(settings.config)
     if error is not None:

@@ -43,6 +43,11 @@ def listen(settings: Settings) -> socket.socket:
     return sock
 
 
+def block_signals() -> None:
+    """Hold the master's signals for `sigtimedwait` from the start (workers unblock theirs)."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+
+
 def _describe(status: int) -> str:
     if os.WIFSIGNALED(status):
         return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
@@ -135,7 +140,7 @@ class Master:
             os.kill(pid, signal.SIGTERM)
 
     def run(self) -> int:
-        signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+        block_signals()
         for number in range(self.settings.workers):
             self.spawn(number)
         while self.workers or (self.restart_at and not self.stopping):
