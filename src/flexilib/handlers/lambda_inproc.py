@@ -57,6 +57,16 @@ _NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _thread = threading.local()  # per pool thread: the event loop Lambda code finds there
 
 
+def validate_function_options(spec: HandlerSpec, name: str) -> None:
+    """The options both Lambda kinds take: format, timeout and memory as Lambda bounds them."""
+    if spec.option("format", "2.0") not in ("2.0", "1.0"):
+        raise ValueError("format must be 2.0 or 1.0")
+    number_option(spec.option("timeout", "3"), "timeout", 0.001, 900.0)
+    number_option(spec.option("memory", "128"), "memory", 128, 10240, integer=True)
+    if not _NAME.fullmatch(name):
+        raise ValueError("name must be 1-64 letters, digits, '-' or '_'")
+
+
 class LambdaHandler(Handler):
     takes_env = True
     options = frozenset({"format", "timeout", "memory", "name"})
@@ -64,12 +74,7 @@ class LambdaHandler(Handler):
     @classmethod
     def validate(cls, spec: HandlerSpec) -> None:
         super().validate(spec)
-        if spec.option("format", "2.0") not in ("2.0", "1.0"):
-            raise ValueError("format must be 2.0 or 1.0")
-        number_option(spec.option("timeout", "3"), "timeout", 0.001, 900.0)
-        number_option(spec.option("memory", "128"), "memory", 128, 10240, integer=True)
-        if not _NAME.fullmatch(spec.option("name", Path(spec.path).stem) or ""):
-            raise ValueError("name must be 1-64 letters, digits, '-' or '_'")
+        validate_function_options(spec, spec.option("name", Path(spec.path).stem) or "")
         _environment(spec)  # reserved or invalid env.* names are errors, as Lambda says
 
     def __init__(self, spec: HandlerSpec) -> None:

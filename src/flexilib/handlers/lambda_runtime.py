@@ -67,7 +67,7 @@ from flexilib.faas.aws.responses import (
 from flexilib.faas.aws.runtime_api import Outcome
 from flexilib.faas.aws.runtime_pool import INIT_TIMEOUT_S, RuntimePool
 from flexilib.handlers.base import Handler, HandlerLoadError, HandlerSpec, number_option
-from flexilib.handlers.lambda_inproc import ACCOUNT_ID, API_ID
+from flexilib.handlers.lambda_inproc import ACCOUNT_ID, API_ID, validate_function_options
 from flexilib.request import Request
 from flexilib.response import Response
 
@@ -75,7 +75,6 @@ __all__ = ["LambdaRuntimeHandler"]
 
 DEFAULT_CONCURRENCY = "4"
 DEFAULT_HANDLER = "function.handler"
-_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _NOT_NAME = re.compile(r"[^A-Za-z0-9_-]")
 _MAX_WATCHED = 1000
 _SKIPPED_SUFFIXES = (".pyc", ".log")
@@ -89,13 +88,8 @@ class LambdaRuntimeHandler(Handler):
     @classmethod
     def validate(cls, spec: HandlerSpec) -> None:
         super().validate(spec)
-        if spec.option("format", "2.0") not in ("2.0", "1.0"):
-            raise ValueError("format must be 2.0 or 1.0")
-        number_option(spec.option("timeout", "3"), "timeout", 0.001, 900.0)
-        number_option(spec.option("memory", "128"), "memory", 128, 10240, integer=True)
+        validate_function_options(spec, _function_name(spec))
         number_option(spec.option("concurrency", DEFAULT_CONCURRENCY), "concurrency", 1, 1000, True)
-        if not _NAME.fullmatch(_function_name(spec)):
-            raise ValueError("name must be 1-64 letters, digits, '-' or '_'")
         handler = spec.option("handler", DEFAULT_HANDLER)
         if not handler or any(c.isspace() for c in handler):
             raise ValueError("handler must be a non-empty name without spaces")
