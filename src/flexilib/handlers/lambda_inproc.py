@@ -22,7 +22,6 @@ import os
 import re
 import resource
 import threading
-import time
 import traceback
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from flexilib.accesslog import diag
 from flexilib.dispatch import DeadlineExceeded
 from flexilib.faas.aws.context import LambdaContext, function_arn, new_context
 from flexilib.faas.aws.environment import function_environment, lambda_environment
-from flexilib.faas.aws.events import apigw_request_id, build_event_v1, build_event_v2
+from flexilib.faas.aws.events import ACCOUNT_ID, gateway_event
 from flexilib.faas.aws.responses import (
     INTEGRATION_TIMEOUT_S,
     LambdaResponseError,
@@ -51,8 +50,6 @@ from flexilib.response import Response
 
 __all__ = ["LambdaHandler"]
 
-ACCOUNT_ID = "123456789012"  # the placeholder account AWS's own examples use
-API_ID = "flexilib"
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _thread = threading.local()  # per pool thread: the event loop Lambda code finds there
 
@@ -86,7 +83,6 @@ class LambdaHandler(Handler):
         self.name = spec.option("name", Path(spec.path).stem)
         self._env = _environment(spec)
         self._arn = function_arn(self._env["AWS_REGION"], ACCOUNT_ID, self.name)
-        self._build = build_event_v1 if self.format == "1.0" else build_event_v2
         self._map = map_result_v1 if self.format == "1.0" else map_result_v2
         self._func = None
         self._files: list[Path] = [Path(spec.path)]
@@ -106,14 +102,7 @@ class LambdaHandler(Handler):
         )
 
     def call(self, request: Request) -> Response:
-        now_ms = time.time_ns() // 1_000_000
-        event = self._build(
-            request,
-            api_id=API_ID,
-            account_id=ACCOUNT_ID,
-            request_id=apigw_request_id(),
-            now_ms=now_ms,
-        )
+        event = gateway_event(request, self.format)
         context = new_context(self._env, timeout_s=self.timeout, invoked_function_arn=self._arn)
         before = _peak_kb()
         _ensure_event_loop()

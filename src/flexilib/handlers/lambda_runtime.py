@@ -47,14 +47,13 @@ import json
 import os
 import re
 import sys
-import time
 import uuid
 from pathlib import Path
 
 from flexilib.accesslog import diag
 from flexilib.faas.aws.context import function_arn
 from flexilib.faas.aws.environment import lambda_environment
-from flexilib.faas.aws.events import apigw_request_id, build_event_v1, build_event_v2
+from flexilib.faas.aws.events import ACCOUNT_ID, gateway_event
 from flexilib.faas.aws.responses import (
     INTEGRATION_TIMEOUT_S,
     LambdaResponseError,
@@ -67,7 +66,7 @@ from flexilib.faas.aws.responses import (
 from flexilib.faas.aws.runtime_api import Outcome
 from flexilib.faas.aws.runtime_pool import INIT_TIMEOUT_S, RuntimePool
 from flexilib.handlers.base import Handler, HandlerLoadError, HandlerSpec, number_option
-from flexilib.handlers.lambda_inproc import ACCOUNT_ID, API_ID, validate_function_options
+from flexilib.handlers.lambda_inproc import validate_function_options
 from flexilib.request import Request
 from flexilib.response import Response
 
@@ -103,7 +102,6 @@ class LambdaRuntimeHandler(Handler):
         self.memory = int(spec.option("memory", "128"))
         self.concurrency = int(spec.option("concurrency", DEFAULT_CONCURRENCY))
         self.name = _function_name(spec)
-        self._build = build_event_v1 if self.format == "1.0" else build_event_v2
         self._map = map_result_v1 if self.format == "1.0" else map_result_v2
         self._limit = INTEGRATION_TIMEOUT_S[self.format]
         region = os.environ.get("AWS_REGION", "us-east-1")
@@ -160,14 +158,7 @@ class LambdaRuntimeHandler(Handler):
             self._loop.close()
 
     async def call_async(self, request: Request) -> Response:
-        now_ms = time.time_ns() // 1_000_000
-        event = self._build(
-            request,
-            api_id=API_ID,
-            account_id=ACCOUNT_ID,
-            request_id=apigw_request_id(),
-            now_ms=now_ms,
-        )
+        event = gateway_event(request, self.format)
         request_id = str(uuid.uuid4())
         outcome = await self._pool.invoke(
             request_id,

@@ -44,7 +44,18 @@ from urllib.parse import parse_qsl, unquote_to_bytes, urlsplit
 
 from flexilib.request import Request
 
-__all__ = ["apigw_request_id", "build_event_v1", "build_event_v2", "format_request_time"]
+__all__ = [
+    "ACCOUNT_ID",
+    "API_ID",
+    "apigw_request_id",
+    "build_event_v1",
+    "build_event_v2",
+    "format_request_time",
+    "gateway_event",
+]
+
+ACCOUNT_ID = "123456789012"  # the placeholder account AWS's own examples use
+API_ID = "flexilib"
 
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _TEXT_TYPES_V2 = frozenset({"application/json", "application/xml", "application/javascript"})
@@ -328,3 +339,15 @@ def build_event_v1(
         "body": body,
         "isBase64Encoded": is_base64,
     }
+
+
+def gateway_event(request: Request, fmt: str) -> dict:
+    """The event API Gateway would send for `request` now, in payload format `fmt` (2.0 or 1.0)."""
+    build = build_event_v1 if fmt == "1.0" else build_event_v2
+    return build(
+        request,
+        api_id=API_ID,
+        account_id=ACCOUNT_ID,
+        request_id=apigw_request_id(),
+        now_ms=time.time_ns() // 1_000_000,
+    )
