@@ -5,8 +5,8 @@ from setuptools import Extension, setup
 setup(
     ext_modules=[
         Extension(
-            "flexilib._native",
-            sources=["src/flexilib/_native.c"],
+            "flexilib.kinds.native._native",
+            sources=["src/flexilib/kinds/native/_native.c"],
             include_dirs=["include"],
             depends=["include/flexilib.h"],
             extra_compile_args=["-O2", "-Wall", "-Wextra"],

@@ -67,15 +67,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _load(path: Path) -> list[Rule] | None:
+    from flexilib.runtime.handler import validate_rules
+
     try:
-        return load_config(path)
+        return validate_rules(load_config(path), path)
     except ConfigError as exc:
         print(f"flexilib: config error: {exc}", file=sys.stderr)
         return None
 
 
 def serve(settings: Settings) -> int:
-    from flexilib.supervisor import block_signals, read_and_validate, run_master
+    from flexilib.master import block_signals, read_and_validate, run_master
 
     block_signals()  # a stop signal during start-up is taken as a stop, not a kill
 
@@ -101,7 +103,7 @@ def routes(path: Path) -> int:
 
 def check(path: Path) -> int:
     """Load every handler once, in this process, and report each problem."""
-    from flexilib.handlers import create_handler
+    from flexilib.runtime.handler import create_handler
 
     rules = _load(path)
     if rules is None:

@@ -1,20 +1,19 @@
 """proxy.ini -> an ordered list of Rules.
 
-Pure parsing: nothing here loads a handler or touches anything but the
-config file itself, so `flexilib check`, start-up and SIGHUP all validate
-the same way before anything changes. The format is the original
+Pure parsing: nothing here imports the rest of flexilib, loads a handler or
+touches anything but the config file itself. Each kind checks its own
+options (`flexilib.runtime.handler.validate_rules`), and the master does
+both once per config and hands the result to its workers. The format is the original
 FlexiLib's (see README "Configuration"), so its own proxy.ini parses as is.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from flexilib.handlers.base import HandlerSpec
-
-__all__ = ["ConfigError", "Rule", "load_config", "parse_config", "parse_target"]
+__all__ = ["ConfigError", "HandlerSpec", "Rule", "load_config", "parse_config", "parse_target"]
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 _KNOWN_SCHEMES = ("http", "https", "lambda", "lambda-runtime", "worker", "python")
@@ -28,6 +27,28 @@ class ConfigError(Exception):
         self.path = str(path)
         self.line = line
         self.message = message
+
+
+@dataclass(frozen=True)
+class HandlerSpec:
+    """What a proxy.ini line says about one handler: its identity for sharing and reuse."""
+
+    kind: str
+    target: str  # the TARGET text as written
+    path: str  # resolved file path or URL list, kind-specific
+    options: tuple[tuple[str, str], ...] = ()
+    base_dir: Path = field(default_factory=Path.cwd, compare=False)
+    func: str = ""  # function name for python:/lambda: kinds
+
+    def option(self, name: str, default: str | None = None) -> str | None:
+        for key, value in self.options:
+            if key == name:
+                return value
+        return default
+
+    def prefixed(self, prefix: str) -> dict[str, str]:
+        """Options named `prefix` + NAME, as {NAME: value} (e.g. `env.`)."""
+        return {k[len(prefix) :]: v for k, v in self.options if k.startswith(prefix)}
 
 
 @dataclass(frozen=True)
@@ -128,11 +149,7 @@ def parse_target(text: str, base_dir: Path) -> HandlerSpec:
         if any(name == other for other, _ in options):
             raise ValueError(f"option {name!r} given twice")
         options.append((name, value))
-    spec = HandlerSpec(kind, target, path, tuple(options), base_dir, func)
-    from flexilib.handlers import handler_class  # late: handlers import this module's types
-
-    handler_class(kind).validate(spec)
-    return spec
+    return HandlerSpec(kind, target, path, tuple(options), base_dir, func)
 
 
 def _classify(target: str, base_dir: Path) -> tuple[str, str, str]:

@@ -54,7 +54,7 @@ class Response:
         self.prealloc = 0
         self.alloc = 0
         # seconds the handler's own code ran, when the kind can measure it without
-        # GIL waits (native calls); 0.0 otherwise (see flexilib.dispatch)
+        # GIL waits (native calls); 0.0 otherwise (see flexilib.runtime.dispatch)
         self.elapsed = 0.0
 
     def __repr__(self) -> str:

@@ -24,15 +24,15 @@ from typing import TYPE_CHECKING
 
 from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpRequestParser
 
-from flexilib.accesslog import diag, format_client
-from flexilib.handlers.base import HandlerError
 from flexilib.http.exchange import Exchange
 from flexilib.http.status import status_line
+from flexilib.log import diag, format_client
 from flexilib.request import Request
 from flexilib.response import Response
+from flexilib.runtime.handler import HandlerError
 
 if TYPE_CHECKING:
-    from flexilib.http.server import Server
+    from flexilib.server.worker import Server
 
 __all__ = ["HttpProtocol", "encode_headers"]
 

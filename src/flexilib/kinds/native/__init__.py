@@ -1,0 +1,1 @@
+"""Native shared libraries through the original FlexiLib C interface (`include/flexilib.h`)."""

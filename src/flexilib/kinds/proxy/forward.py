@@ -1,0 +1,291 @@
+"""One request through the proxy: pick an upstream, send, stream the answer back.
+
+Failures, each logged once with the upstream's URL:
+
+- connecting fails (refused, unreachable, `connect_timeout`): nothing was
+  sent, so the next upstream is tried, whatever the method; the failed one is
+  taken out for `fail_timeout`. None left: 502.
+- a pooled connection turns out closed before any response byte: an
+  idempotent request whose body is in hand (none, or up to `SMALL_BODY`
+  bytes, which are read whole before sending) is sent again once, on a new
+  connection (the upstream closed an idle connection as we reused it). A
+  POST, or a body already streamed away, is never sent twice: 502.
+- no response within `read_timeout`: 504, and the upstream is taken out.
+- the upstream breaks off mid-response: the client's connection is closed,
+  so a truncated body is never presented as complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from flexilib.http.exchange import Exchange
+from flexilib.http.status import phrase
+from flexilib.kinds.proxy.connection import (
+    LENGTH,
+    NONE,
+    UpstreamClosed,
+    UpstreamConnection,
+    UpstreamError,
+    UpstreamTimeout,
+)
+from flexilib.kinds.proxy.headers import body_framing, request_head, response_headers
+from flexilib.kinds.proxy.options import ProxyOptions
+from flexilib.kinds.proxy.pool import ConnectionPool, PoolExhausted
+from flexilib.kinds.proxy.tunnel import run_tunnel
+from flexilib.kinds.proxy.upstream import Balancer, Upstream
+from flexilib.log import diag, format_client
+from flexilib.request import Request
+
+__all__ = ["Proxy"]
+
+IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"))
+SMALL_BODY = 64 * 1024  # a body up to this size is read whole first: one write, and replayable
+_TEXT = [(b"Content-Type", b"text/plain")]
+
+
+class _Retry(Exception):
+    """This attempt failed in a way that another attempt may fix."""
+
+    def __init__(self, fresh: bool) -> None:
+        super().__init__()
+        self.fresh = fresh  # only a new connection will do (the pooled one was stale)
+
+
+class Proxy:
+    """A rule's upstreams, their pools and the balancer, bound to one event loop."""
+
+    def __init__(
+        self, upstreams: list[Upstream], options: ProxyOptions, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        self.options = options
+        self.loop = loop
+        for upstream in upstreams:
+            upstream.pool = ConnectionPool(upstream, options, loop)
+        self.upstreams = upstreams
+        self.balancer = Balancer(upstreams, options.fail_timeout)
+
+    def close(self) -> None:
+        for upstream in self.upstreams:
+            upstream.pool.close()
+
+    async def forward(self, request: Request, exchange: Exchange) -> None:
+        """Answer `request` through `exchange` from an upstream (see the module docstring)."""
+        await _Forwarding(self, request, exchange).run()
+
+
+class _Forwarding:
+    """The state of one request on its way through the proxy, across attempts."""
+
+    def __init__(self, proxy: Proxy, request: Request, exchange: Exchange) -> None:
+        self.proxy = proxy
+        self.request = request
+        self.exchange = exchange
+        self.upgrade = exchange.wants_upgrade
+        self.client_ip = request.client[0].encode() if request.client else b"unknown"
+        chunked, self.length = body_framing(request.raw_headers)
+        self.streamed = chunked or bool(self.length)  # the body is copied as it arrives
+        self.body = b""
+        # whether a failed attempt may be made again (decided once the body is known)
+        self.retry_ok = False
+
+    async def run(self) -> None:
+        exchange = self.exchange
+        proxy = self.proxy
+        small = self.length is not None and self.length <= SMALL_BODY
+        if self.streamed and (small or exchange.body_complete):
+            try:
+                self.body = await _read_all(exchange)
+            except ConnectionResetError:
+                return  # the client left before its body was in: nobody to answer
+            self.streamed, self.length = False, len(self.body)
+        self.retry_ok = self.request.raw_method in IDEMPOTENT and not self.streamed
+        tried: list[Upstream] = []
+        fresh = stale_retried = False
+        while True:
+            upstream = proxy.balancer.pick(proxy.loop.time(), tried)
+            if upstream is None:
+                if not tried:
+                    self._log(None, "every upstream is taken out after failures")
+                _answer(exchange, 502, b"Bad Gateway: no upstream available\n")
+                return
+            try:
+                connection = await upstream.pool.acquire(fresh)
+            except PoolExhausted as exc:
+                self._log(upstream, f"{exc} for {proxy.options.connect_timeout:g}s")
+                tried.append(upstream)
+                continue
+            except (OSError, asyncio.TimeoutError) as exc:
+                why = _connect_error(exc, proxy.options.connect_timeout)
+                self._failed(upstream, f"cannot connect: {why}")
+                tried.append(upstream)
+                fresh = False
+                continue
+            upstream.outstanding += 1
+            try:
+                await self._attempt(upstream, connection)
+                return
+            except _Retry as retry:
+                if retry.fresh and not stale_retried:
+                    stale_retried = fresh = True
+                else:
+                    tried.append(upstream)
+                    fresh = False
+            finally:
+                upstream.outstanding -= 1
+                upstream.pool.release(connection)
+
+    async def _attempt(self, upstream: Upstream, connection: UpstreamConnection) -> None:
+        """One try on one connection; raises _Retry when another try may succeed."""
+        request = self.request
+        head = request_head(
+            request.raw_method,
+            upstream.map_target(request.raw_target, self.exchange.route_prefix),
+            request.raw_headers,
+            host=upstream.host_header,
+            preserve_host=self.proxy.options.preserve_host,
+            client_ip=self.client_ip,
+            scheme=request.scheme.encode(),
+            length=self.length,
+            upgrade=self.upgrade,
+        )
+        connection.begin(head_only=request.raw_method == b"HEAD")
+        pump = None
+        if self.streamed:
+            connection.sending = True
+            connection.write(head)
+            pump = self.proxy.loop.create_task(
+                _send_body(self.exchange, connection, self.length is None)
+            )
+        elif self.body:
+            connection.writelines([head, self.body])
+        else:
+            connection.write(head)
+        try:
+            await self._respond(upstream, connection)
+        finally:
+            if pump is not None and not pump.done():
+                pump.cancel()  # answered before the whole body was sent: the connection is spent
+                connection.abort()
+
+    async def _respond(self, upstream: Upstream, connection: UpstreamConnection) -> None:
+        exchange = self.exchange
+        try:
+            await connection.head()
+        except UpstreamTimeout as exc:
+            self._failed(upstream, f"no response: {exc}", 504)
+            _answer(exchange, 504, b"Gateway Timeout\n")
+            return
+        except UpstreamError as exc:
+            if exchange.client_closed:
+                return  # the client went away while sending the body: nothing to answer
+            if isinstance(exc, UpstreamClosed) and not connection.received:
+                if connection.reused:
+                    if self.retry_ok:
+                        raise _Retry(fresh=True) from None  # a stale pooled connection
+                    self._log(upstream, f"{exc} (on a reused connection; not sent twice)")
+                else:
+                    self._failed(upstream, str(exc))
+                    if self.retry_ok:
+                        raise _Retry(fresh=False) from None
+            else:
+                self._log(upstream, str(exc))
+            _answer(exchange, 502, b"Bad Gateway\n")
+            return
+        status = connection.status
+        if status == 101:
+            if not self.upgrade:
+                self._log(upstream, "answered 101 to a request that asked for no upgrade")
+                _answer(exchange, 502, b"Bad Gateway\n")
+                return
+            exchange.start(101, response_headers(connection.headers, upgrade=True))
+            await run_tunnel(exchange.tunnel(), connection)
+            return
+        reason = connection.reason
+        length = connection.length if connection.framing in (LENGTH, NONE) else None
+        exchange.start(
+            status,
+            response_headers(connection.headers),
+            None if reason.decode("latin-1") == phrase(status) else reason.decode("latin-1"),
+            length,
+            connection.buffered(),  # what came with the head (often all of it) goes with it
+        )
+        try:
+            while True:
+                data = await connection.read()
+                if not data:
+                    return
+                await exchange.send(data)
+                if exchange.client_closed:
+                    connection.abort()
+                    return
+        except UpstreamError as exc:
+            what = f"{exc} after {exchange.sent} body bytes; closing the client's connection"
+            if isinstance(exc, UpstreamTimeout):
+                self._failed(upstream, what)
+            else:
+                self._log(upstream, what)
+            exchange.abort()
+
+    # -- logging ------------------------------------------------------------------------
+    def _failed(self, upstream: Upstream, what: str, status: int | None = None) -> None:
+        """An upstream failure: take it out of the pool, and say so in the one log line."""
+        proxy = self.proxy
+        if proxy.balancer.failed(upstream, proxy.loop.time()):
+            what += f"; taken out for {proxy.options.fail_timeout:g}s"
+        if status is not None:
+            what += f"; answered {status}"
+        self._log(upstream, what)
+
+    def _log(self, upstream: Upstream | None, what: str) -> None:
+        request = self.request
+        where = upstream.url if upstream is not None else "-"
+        target = request.raw_target.decode("latin-1")
+        client = format_client(request.client)
+        diag(f"proxy: {client} {request.method} {target}: upstream {where}: {what}")
+
+
+async def _send_body(exchange: Exchange, connection: UpstreamConnection, chunked: bool) -> None:
+    """Copy the request body upstream as it arrives, at the pace the upstream reads it."""
+    try:
+        while True:
+            data = await exchange.receive()
+            if not data:
+                break
+            if chunked:
+                connection.writelines([b"%x\r\n" % len(data), data, b"\r\n"])
+            else:
+                connection.write(data)
+            await connection.drain()
+        if chunked:
+            connection.write(b"0\r\n\r\n")
+    except ConnectionResetError:
+        connection.fail(UpstreamClosed("client went away mid-body"))
+    except UpstreamError:
+        pass  # already failed: the response side reports it
+    finally:
+        connection.done_sending()
+
+
+async def _read_all(exchange: Exchange) -> bytes:
+    pieces = []
+    while True:
+        data = await exchange.receive()
+        if not data:
+            return b"".join(pieces)
+        pieces.append(data)
+
+
+def _answer(exchange: Exchange, status: int, text: bytes) -> None:
+    """Answer with a short text, or break the connection if a response was already begun."""
+    if exchange.started:
+        exchange.abort()
+    else:
+        exchange.start(status, _TEXT, length=len(text))
+        exchange.write(text)
+
+
+def _connect_error(exc: BaseException, timeout: float) -> str:
+    if isinstance(exc, asyncio.TimeoutError):
+        return f"no connection within {timeout:g}s (connect_timeout)"
+    return exc.strerror or str(exc) or type(exc).__name__

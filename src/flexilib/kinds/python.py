@@ -1,0 +1,45 @@
+"""Python handler modules: `handle_request(request)`, plain or `async`."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+from flexilib.request import Request
+from flexilib.response import Response
+from flexilib.runtime.handler import Handler, HandlerError
+from flexilib.runtime.pyload import load_function
+
+__all__ = ["PythonHandler", "to_response"]
+
+
+def to_response(result: object, where: str) -> Response:
+    """A handler's return value -> Response (`bytes`/`str` are a 200 text/plain)."""
+    if isinstance(result, Response):
+        return result
+    if isinstance(result, (bytes, str)):
+        return Response(result)
+    raise HandlerError(f"{where} returned {type(result).__name__}, not Response, bytes or str")
+
+
+class PythonHandler(Handler):
+    """A `.py` file; the function is `handle_request` unless `python:FILE.py:FUNC` names one."""
+
+    def __init__(self, spec) -> None:
+        super().__init__(spec)
+        self._func = None
+        self._files: list[Path] = [Path(spec.path)]
+
+    def load(self) -> None:
+        func, self._files = load_function(self.spec.path, self.spec.func)
+        self._func = func
+        self.mode = "async" if inspect.iscoroutinefunction(func) else "sync"
+
+    def watched_files(self) -> list[Path]:
+        return list(self._files)
+
+    def call(self, request: Request) -> Response:
+        return to_response(self._func(request), self.spec.path)
+
+    async def call_async(self, request: Request) -> Response:
+        return to_response(await self._func(request), self.spec.path)

@@ -1,0 +1,260 @@
+"""Running `sync` handlers: inline on the event loop while they are fast, on threads when not.
+
+Two facts decide the shape (measured, see README "Architecture"): a native
+call made inline costs under 10% of a bare loop's throughput, while handing
+every call to a thread costs 5x with `run_in_executor`. Inline alone, though,
+lets one slow call stall every connection of the worker.
+
+So every request is put in a *class*: its handler, method, path (without
+the query) and the names of its headers. A new class runs on the pool. Once
+`PROMOTE` of its pool calls took under `FAST` seconds it runs inline; an
+inline call that takes longer than `SLOW` sends its class back to the pool,
+and the class must then prove itself twice as often. A request that carries
+`x-slow` (or reaches a blocking code path) thus stays off the loop, while the
+steady stream of fast requests never leaves it.
+
+A call's time is the handler's own when the kind can measure it without the
+time spent waiting for the GIL (`Response.elapsed`, native calls); otherwise
+the wall time around the call, where a wait for the GIL can make a fast call
+look slow. That is why fast samples are counted, not required in a row.
+
+A handler with a `timeout` (Lambda functions) always runs on the pool with
+a deadline: when it passes, `done` gets the handler's `on_timeout()` error at
+once, the late result is dropped, and the thread running the call gets an
+asynchronous `TimeoutError` so Python code looping there stops (code blocked
+in C stops when it returns).
+
+The pool hands results back in batches: workers append to a deque and the
+first one to find no wake-up pending asks the loop for one. One
+`call_soon_threadsafe` per batch, not per request, keeps the handoff cheap.
+The pool starts with `threads` threads and grows toward `max_threads` while
+every thread is busy; the extra threads leave after `IDLE_EXIT` idle seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import queue
+import threading
+from collections import deque
+from collections.abc import Callable
+from time import perf_counter
+from typing import Any
+
+from flexilib.log import diag
+
+__all__ = ["DeadlineExceeded", "Dispatcher"]
+
+FAST = 0.0005  # a call this quick may run inline
+SLOW = 0.002  # an inline call slower than this stalls the loop: back to the pool
+PROMOTE = 8  # fast pool calls (counted, not in a row) before a class runs inline
+PROMOTE_MAX = 1024
+MAX_CLASSES = 4096  # per handler; past it the table starts afresh (bounded memory)
+IDLE_EXIT = 30.0
+
+Done = Callable[[Any, BaseException | None], None]
+
+_POOL, _INLINE = 0, 1
+_WAITING, _RUNNING, _EXPIRED = 0, 1, 2
+
+
+class DeadlineExceeded(TimeoutError):
+    """Raised inside a call whose deadline passed (never by the handler's own code)."""
+
+
+_set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
+_set_async_exc.argtypes = (ctypes.c_ulong, ctypes.py_object)
+
+
+class Dispatcher:
+    """Runs callables inline or on the pool, and learns which is which."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, threads: int, max_threads: int) -> None:
+        self._loop = loop
+        self._core = max(1, threads)
+        self._max = max(self._core, max_threads)
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._done: deque = deque()
+        self._wake_pending = False
+        self._threads = 0
+        self._outstanding = 0  # submitted, result not yet delivered (loop thread only)
+        self._count_lock = threading.Lock()
+        self._closed = False
+
+    # -- the hot path ---------------------------------------------------
+    def run(self, handler: Any, request: Any, done: Done) -> None:
+        """Call `handler.call(request)`; `done(result, error)` runs on the loop thread."""
+        policy = handler.dispatch
+        if handler.timeout:
+            self._deadline(handler, request, done)
+        elif policy == "auto":
+            classes = handler.classes
+            key = (request.raw_method, request.raw_target.partition(b"?")[0])
+            key += tuple([name for name, _ in request.raw_headers])
+            entry = classes.get(key)
+            if entry is None:
+                if len(classes) >= MAX_CLASSES:
+                    classes.clear()
+                entry = classes[key] = [_POOL, 0, PROMOTE]
+            if entry[0] == _INLINE:
+                self._inline(handler, request, done, entry)
+            else:
+                self._submit(handler.call, request, done, entry)
+        elif policy == "inline":
+            self._inline(handler, request, done, None)
+        else:
+            self._submit(handler.call, request, done, None)
+
+    def _inline(self, handler: Any, request: Any, done: Done, entry: list | None) -> None:
+        start = perf_counter()
+        try:
+            result, error = handler.call(request), None
+        except BaseException as exc:  # handed to the caller, who logs it
+            result, error = None, exc
+        took = (result.elapsed if result is not None else 0.0) or perf_counter() - start
+        if entry is not None and took > SLOW:  # failing slowly is slow too
+            entry[0] = _POOL
+            entry[1] = 0
+            entry[2] = min(entry[2] * 2, PROMOTE_MAX)
+        done(result, error)
+
+    # -- the pool ----------------------------------------------------------
+    def submit(self, func: Callable[[Any], Any], arg: Any, done: Done) -> None:
+        """Run `func(arg)` on the pool; `done(result, error)` later on the loop thread."""
+        self._submit(func, arg, done, None)
+
+    def _submit(
+        self, func: Callable, arg: Any, done: Done, entry: list | None, ticket: list | None = None
+    ) -> None:
+        if self._closed:
+            done(None, RuntimeError("server is stopping"))
+            return
+        self._outstanding += 1
+        if self._outstanding > self._threads and self._threads < self._max:
+            self._start_thread()
+        self._jobs.put((func, arg, done, entry, ticket))
+
+    def _deadline(self, handler: Any, request: Any, done: Done) -> None:
+        ticket = [_WAITING, 0, None, threading.Lock()]  # state, thread running it, timer, lock
+
+        def finish(result: Any, error: BaseException | None) -> None:
+            if ticket[0] != _EXPIRED:
+                ticket[0] = _EXPIRED
+                ticket[2].cancel()
+                done(result, error)
+
+        def expire() -> None:
+            with ticket[3]:  # the worker cannot leave the call while we decide
+                if ticket[0] == _EXPIRED:
+                    return
+                if ticket[0] == _RUNNING:
+                    _set_async_exc(ticket[1], DeadlineExceeded)
+                ticket[0] = _EXPIRED
+            done(None, handler.on_timeout())
+
+        ticket[2] = self._loop.call_later(handler.timeout, expire)
+        self._submit(handler.call, request, finish, None, ticket)
+
+    async def call(self, func: Callable[[Any], Any], arg: Any) -> Any:
+        """Await `func(arg)` run on the pool (for async handler kinds)."""
+        future = self._loop.create_future()
+
+        def settle(result: Any, error: BaseException | None) -> None:
+            if future.cancelled():
+                return
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)
+
+        self._submit(func, arg, settle, None)
+        return await future
+
+    def _start_thread(self) -> None:
+        with self._count_lock:
+            self._threads += 1
+            core = self._threads <= self._core
+        thread = threading.Thread(target=self._work, args=(core,), daemon=True)
+        thread.start()
+
+    def _work(self, core: bool) -> None:
+        try:
+            while True:
+                try:
+                    if not self._one(core):
+                        return
+                except DeadlineExceeded:
+                    continue  # a late interruption that missed its call: its client has its answer
+        finally:
+            with self._count_lock:
+                self._threads -= 1
+
+    def _one(self, core: bool) -> bool:
+        """Run one job; False when this thread should exit."""
+        try:
+            job = self._jobs.get() if core else self._jobs.get(timeout=IDLE_EXIT)
+        except queue.Empty:
+            return False
+        if job is None:
+            return False
+        func, arg, callback, entry, ticket = job
+        start = perf_counter()
+        try:
+            if ticket is not None:
+                with ticket[3]:
+                    if ticket[0] == _EXPIRED:
+                        raise DeadlineExceeded("expired before it started")
+                    ticket[1] = threading.get_ident()
+                    ticket[0] = _RUNNING
+            result, error = func(arg), None
+        except BaseException as exc:  # delivered to the loop thread
+            result, error = None, exc
+        if ticket is not None:
+            result, error = self._settle(ticket, result, error)
+        self._done.append((callback, result, error, entry, perf_counter() - start))
+        if not self._wake_pending:
+            self._wake_pending = True
+            try:
+                self._loop.call_soon_threadsafe(self._deliver)
+            except RuntimeError:  # loop closed during shutdown
+                return False
+        return True
+
+    @staticmethod
+    def _settle(ticket: list, result: Any, error: BaseException | None) -> tuple:
+        """After a deadline call: make sure a late asynchronous TimeoutError cannot escape."""
+        while True:
+            try:
+                with ticket[3]:
+                    if ticket[0] == _RUNNING:
+                        ticket[0] = _WAITING  # finished in time: expire() will not interrupt now
+                if ticket[0] == _EXPIRED:
+                    _set_async_exc(
+                        threading.get_ident(), ctypes.py_object()
+                    )  # NULL: drop one pending
+                return result, error
+            except DeadlineExceeded:  # arrived between the call's return and here
+                continue
+
+    def _deliver(self) -> None:
+        self._wake_pending = False
+        done = self._done
+        while done:
+            callback, result, error, entry, elapsed = done.popleft()
+            self._outstanding -= 1
+            if entry is not None and error is None:
+                if (result.elapsed or elapsed) < FAST:
+                    entry[1] += 1
+                    if entry[1] >= entry[2]:
+                        entry[0] = _INLINE
+            try:
+                callback(result, error)
+            except Exception as exc:  # noqa: BLE001 - one failure must not strand the batch
+                diag(f"internal error delivering a result: {exc!r}")
+
+    def close(self) -> None:
+        """Stop the threads once the queued jobs are done (daemon threads: never blocks exit)."""
+        self._closed = True
+        for _ in range(self._threads):
+            self._jobs.put(None)

@@ -1,0 +1,44 @@
+"""Request -> Route: the ordered prefix match, kept tiny because every request runs it."""
+
+from __future__ import annotations
+
+from flexilib.config import Rule
+from flexilib.request import Request
+from flexilib.runtime.slot import HandlerSlot
+
+__all__ = ["Route", "Router"]
+
+
+class Route:
+    """A rule bound to the live slot of its handler."""
+
+    __slots__ = ("rule", "spec", "slot", "path_prefix", "header_name", "value_prefix")
+
+    def __init__(self, rule: Rule, slot: HandlerSlot) -> None:
+        self.rule = rule
+        self.spec = rule.spec
+        self.slot = slot
+        self.path_prefix = rule.path_prefix
+        self.header_name = rule.header_name
+        self.value_prefix = rule.value_prefix
+
+
+class Router:
+    """First match wins, in file order; a header rule needs both its header and its path."""
+
+    __slots__ = ("routes",)
+
+    def __init__(self, routes: list[Route]) -> None:
+        self.routes = routes
+
+    def match(self, request: Request) -> Route | None:
+        target = request.raw_target
+        for route in self.routes:
+            if target.startswith(route.path_prefix):
+                name = route.header_name
+                if name is None:
+                    return route
+                value = request.header(name)
+                if value is not None and value.startswith(route.value_prefix):
+                    return route
+        return None
