@@ -8,15 +8,16 @@ BIN     = $(VENV)/bin
 serve: $(VENV)/.installed examples  ## serve the bundled proxy.ini on port 8069
 	$(BIN)/flexilib serve
 
-test: $(VENV)/.installed examples  ## run the test suite against real server processes
+test: $(VENV)/.installed examples  ## unit tests (tests/unit), then real server processes (tests/e2e)
 	$(BIN)/python -m pytest -q
 
 examples:  ## build the example native libraries into lib/
 	$(MAKE) -s -C examples
 
-lint: $(VENV)/.installed
+lint: $(VENV)/.installed  ## ruff, and the architecture's import contracts (pyproject.toml)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
+	$(BIN)/lint-imports
 
 bench: $(VENV)/.installed examples  ## full benchmark suite -> bench/RESULTS.md
 	$(BIN)/python bench/run.py --full

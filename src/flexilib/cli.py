@@ -7,30 +7,22 @@ import sys
 from pathlib import Path
 
 from flexilib.config import ConfigError, Rule, load_config
-from flexilib.settings import Settings, SettingsError, resolve
+from flexilib.settings import OPTIONS, Settings, SettingsError, resolve
 
 __all__ = ["main"]
 
-ENV_HELP = """environment (flags win): PORT, SERVER_ADDRESS, SERVER_THREAD_COUNT,
-SERVER_MAX_THREADS, SERVER_WORKERS, RESPONSE_PREALLOCATION_KB"""
+ENV_HELP = "environment (flags win): " + ", ".join(o.variable for o in OPTIONS if o.variable)
 
 
 def _serve_flags(parser: argparse.ArgumentParser) -> None:
-    add = parser.add_argument
-    add("--config", metavar="PATH", help="routing config (default: ./proxy.ini)")
-    add("--port", help="TCP port (PORT, default 8069)")
-    add("--address", help="listen address, IPv4 or IPv6 (SERVER_ADDRESS, default 0.0.0.0)")
-    add("--threads", help="threads kept ready for handlers (SERVER_THREAD_COUNT, default: CPUs)")
-    add("--max-threads", help="the pool grows to this while all are busy (SERVER_MAX_THREADS, 64)")
-    add("--workers", help="worker processes sharing the port (SERVER_WORKERS, default 1)")
-    add("--prealloc-kb", help="per-thread request buffer (RESPONSE_PREALLOCATION_KB, default 8)")
-    add("--max-header-bytes", help="request line + headers limit, 431 past it (default 16384)")
-    add("--max-body-bytes", help="request body limit, 413 past it (default 10485760)")
-    add("--header-timeout", help="seconds to receive the headers, 408 past it (default 10)")
-    add("--body-timeout", help="seconds between pieces of a body, 408 past it (default 30)")
-    add("--keepalive-timeout", help="seconds an idle keep-alive connection stays (default 15)")
-    add("--max-connections", help="open connections per worker (default 10000)")
-    add("--grace-period", help="seconds to finish requests on SIGTERM/SIGINT (default 30)")
+    for option in OPTIONS:
+        where = f"{option.variable}, " if option.variable else ""
+        parser.add_argument(
+            option.flag,
+            dest=option.name,
+            metavar=option.metavar,
+            help=f"{option.help} ({where}default {option.default})",
+        )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -81,11 +73,11 @@ def serve(settings: Settings) -> int:
 
     block_signals()  # a stop signal during start-up is taken as a stop, not a kill
 
-    text, error = read_and_validate(settings.config)
+    rules, error = read_and_validate(settings.config)
     if error is not None:
         print(f"flexilib: config error: {error}", file=sys.stderr)
         return 2
-    return run_master(settings, text)
+    return run_master(settings, rules)
 
 
 def routes(path: Path) -> int:

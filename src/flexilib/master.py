@@ -1,29 +1,44 @@
-"""The master process: owns the listening socket, runs the workers, restarts the dead.
+"""The master process: owns the listening socket and the config, runs the workers, replaces the dead.
 
 It never loads handler code, so a native library that crashes takes down
-one worker, never the master. Workers inherit the listening socket through
-fork (measured against SO_REUSEPORT in README "Architecture"). Signals are
-taken synchronously with `sigtimedwait`, so the master has no event loop and
-stays a few MB:
+one worker, never the master. Like gunicorn's arbiter, it is a small loop
+over a selector: signals arrive as bytes on a wakeup pipe
+(`signal.set_wakeup_fd`), and each worker has a control pipe the master
+writes messages to (`server/control.py`). Without an event loop or handler
+code the master stays a few MB.
 
-- SIGHUP: re-read the config (kept for workers started later) and forward it.
-- SIGTERM/SIGINT: close the listener, forward, wait for the workers;
-  a second one kills them at once.
-- a worker that dies unasked is replaced at once; one that keeps dying soon
+- The config: the master validates it once, in a short-lived forked child
+  (validation imports the handler kinds, which would more than double the
+  master's memory), and gives the validated rules to every worker: forked
+  with them at start and on a restart, sent them on SIGHUP. Workers never
+  read `proxy.ini` themselves, so they can never disagree about it.
+- SIGHUP: validate the config again; if it is good, send it to the workers;
+  if not, log why and keep the old one everywhere.
+- SIGTERM/SIGINT: close the listener, forward SIGTERM, wait for the
+  workers; a second one kills them at once.
+- A worker that dies unasked is replaced at once; one that keeps dying soon
   after start is restarted with a growing delay (up to `MAX_BACKOFF`).
+- A worker whose event loop has not ticked for `--worker-timeout` seconds
+  (the scoreboard, `server/scoreboard.py`) is stuck: it is killed and
+  replaced, with a log line.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
+import selectors
 import signal
 import socket
 import time
 
+from flexilib.config import Rule
 from flexilib.log import diag
+from flexilib.server.control import encode
+from flexilib.server.scoreboard import Scoreboard
 from flexilib.settings import Settings
 
-__all__ = ["listen", "run_master"]
+__all__ = ["block_signals", "listen", "read_and_validate", "run_master"]
 
 MAX_BACKOFF = 10.0
 STABLE_AFTER = 5.0  # a worker alive this long resets the crash count
@@ -44,7 +59,7 @@ def listen(settings: Settings) -> socket.socket:
 
 
 def block_signals() -> None:
-    """Hold the master's signals for `sigtimedwait` from the start (workers unblock theirs)."""
+    """Hold the master's signals from the start (a stop during start-up is a stop, not a kill)."""
     signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
 
 
@@ -54,40 +69,72 @@ def _describe(status: int) -> str:
     return f"exited with status {os.waitstatus_to_exitcode(status)}"
 
 
+class WorkerProcess:
+    """The master's record of one worker process."""
+
+    __slots__ = ("number", "pid", "started", "control", "outbox", "killed")
+
+    def __init__(self, number: int, pid: int, control: int) -> None:
+        self.number = number  # 0 .. workers-1: its scoreboard record and restart schedule
+        self.pid = pid
+        self.started = time.monotonic()
+        self.control = control  # the write end of its control pipe
+        self.outbox = b""  # control bytes the pipe could not take yet
+        self.killed = False  # killed for not ticking: its death is expected
+
+
 class Master:
-    def __init__(self, settings: Settings, sock: socket.socket, config_text: str) -> None:
+    def __init__(self, settings: Settings, sock: socket.socket, rules: list[Rule]) -> None:
         self.settings = settings
         self.sock = sock
-        self.config_text = config_text  # the last version that validated: for new workers
-        self.workers: dict[int, tuple[int, float]] = {}  # pid -> (slot number, start time)
+        self.rules = rules  # the last config that validated: what every worker serves
+        self.workers: dict[int, WorkerProcess] = {}  # by pid
         self.crashes = [0] * settings.workers
-        self.restart_at: dict[int, float] = {}  # slot number -> when to start it
+        self.restart_at: dict[int, float] = {}  # worker number -> when to start it
         self.stopping = False
+        self.scoreboard = Scoreboard(settings.workers)
+        self.selector = selectors.DefaultSelector()
+        self._wakeup_r, self._wakeup_w = os.pipe()
 
+    # -- workers ------------------------------------------------------------------
     def spawn(self, number: int) -> None:
+        reader, writer = os.pipe()
+        self.scoreboard.beat(number)  # its silence counts from now
         pid = os.fork()
         if pid == 0:  # the worker
             status = 1
             try:
-                # SIGHUP and SIGTERM stay blocked until the worker's loop handles them (a
-                # default SIGHUP would kill it while it starts); SIGINT is ignored, since a
-                # Ctrl-C reaches the whole process group and the master forwards a SIGTERM
-                # (taking it too would be a second stop signal: stop at once).
-                signal.pthread_sigmask(signal.SIG_SETMASK, {signal.SIGHUP, signal.SIGTERM})
-                for sig in _SIGNALS:
-                    signal.signal(sig, signal.SIG_DFL)
-                signal.signal(signal.SIGINT, signal.SIG_IGN)
-                from flexilib.config import parse_config
+                os.close(writer)
+                self._forget_in_child()
                 from flexilib.server.worker import run_worker
 
-                rules = parse_config(self.config_text, self.settings.config)
-                status = run_worker(self.sock, self.settings, rules)
+                status = run_worker(
+                    self.sock, self.settings, self.rules, number, self.scoreboard, reader
+                )
             except BaseException as exc:  # noqa: BLE001 - report, never return into the master
                 diag(f"worker failed: {exc!r}")
             finally:
                 os._exit(status)
-        self.workers[pid] = (number, time.monotonic())
+        os.close(reader)
+        os.set_blocking(writer, False)
+        self.workers[pid] = WorkerProcess(number, pid, writer)
         diag(f"worker {number} started (pid {pid})")
+
+    def _forget_in_child(self) -> None:
+        """In a new worker: drop the master's signal plumbing and its siblings' pipes."""
+        signal.set_wakeup_fd(-1)
+        # SIGTERM stays blocked until the worker's loop handles it (a default one would kill
+        # it half-started); SIGHUP and SIGINT are ignored: the master reloads and sends the
+        # rules, and forwards a Ctrl-C (which reaches the whole process group) as SIGTERM.
+        signal.pthread_sigmask(signal.SIG_SETMASK, {signal.SIGTERM})
+        for sig in _SIGNALS:
+            signal.signal(sig, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        for fd in (self._wakeup_r, self._wakeup_w, self.selector.fileno()):
+            os.close(fd)
+        for sibling in self.workers.values():
+            os.close(sibling.control)
 
     def reap(self) -> None:
         while self.workers:
@@ -97,12 +144,15 @@ class Master:
                 return
             if pid == 0:
                 return
-            number, started = self.workers.pop(pid, (None, 0.0))
-            if number is None or self.stopping:
-                if number is not None:
-                    diag(f"worker {number} (pid {pid}) {_describe(status)}")
+            worker = self.workers.pop(pid, None)
+            if worker is None:
+                continue  # a config validation child
+            self._drop_control(worker)
+            if self.stopping:
+                diag(f"worker {worker.number} (pid {pid}) {_describe(status)}")
                 continue
-            lived = time.monotonic() - started
+            number = worker.number
+            lived = time.monotonic() - worker.started
             if lived > STABLE_AFTER:
                 self.crashes[number] = 0
             delay = (
@@ -117,15 +167,57 @@ class Master:
             )
             self.restart_at[number] = time.monotonic() + delay
 
+    def check_liveness(self) -> None:
+        """Kill a worker whose loop has stopped ticking (see the module docstring)."""
+        limit = self.settings.worker_timeout
+        if not limit:
+            return
+        for worker in self.workers.values():
+            silent = self.scoreboard.silent_for(worker.number)
+            if silent > limit and not worker.killed:
+                diag(
+                    f"worker {worker.number} (pid {worker.pid}) unresponsive: its event loop"
+                    f" has not run for {silent:.0f}s (--worker-timeout {limit:g}); killing it"
+                )
+                worker.killed = True
+                os.kill(worker.pid, signal.SIGKILL)
+
+    # -- the control pipes ----------------------------------------------------------
+    def send(self, worker: WorkerProcess, message: object) -> None:
+        worker.outbox += encode(message)
+        self._flush(worker)
+
+    def _flush(self, worker: WorkerProcess) -> None:
+        try:
+            written = os.write(worker.control, worker.outbox)
+        except BlockingIOError:
+            written = 0
+        except OSError:  # the worker is gone; reap() will say so
+            worker.outbox = b""
+            written = 0
+        worker.outbox = worker.outbox[written:]
+        registered = worker.control in self.selector.get_map()
+        if worker.outbox and not registered:
+            self.selector.register(worker.control, selectors.EVENT_WRITE, worker)
+        elif not worker.outbox and registered:
+            self.selector.unregister(worker.control)
+
+    def _drop_control(self, worker: WorkerProcess) -> None:
+        if worker.control in self.selector.get_map():
+            self.selector.unregister(worker.control)
+        os.close(worker.control)
+
+    # -- signals ----------------------------------------------------------------------
     def hangup(self) -> None:
-        """Validate the new config; only then keep it and tell the workers to reload."""
-        text, error = read_and_validate(self.settings.config)
+        """Validate the config again; only a good one replaces the workers' rules."""
+        rules, error = read_and_validate(self.settings.config)
         if error is not None:
             diag(f"SIGHUP: config rejected, workers keep the old routes: {error}")
             return
-        self.config_text = text
-        for pid in self.workers:
-            os.kill(pid, signal.SIGHUP)
+        self.rules = rules
+        diag(f"SIGHUP: {self.settings.config} validated: {len(rules)} routes, sent to the workers")
+        for worker in self.workers.values():
+            self.send(worker, ("rules", rules))
 
     def stop(self, sig: int) -> None:
         if self.stopping:
@@ -139,10 +231,26 @@ class Master:
         for pid in self.workers:
             os.kill(pid, signal.SIGTERM)
 
+    def _signalled(self, signum: int) -> None:
+        if signum == signal.SIGCHLD:
+            self.reap()
+        elif signum == signal.SIGHUP:
+            self.hangup()
+        elif signum in (signal.SIGTERM, signal.SIGINT):
+            self.stop(signum)
+
+    # -- the loop ---------------------------------------------------------------------
     def run(self) -> int:
         block_signals()
         for number in range(self.settings.workers):
             self.spawn(number)
+        os.set_blocking(self._wakeup_r, False)
+        os.set_blocking(self._wakeup_w, False)
+        self.selector.register(self._wakeup_r, selectors.EVENT_READ)
+        for sig in _SIGNALS:
+            signal.signal(sig, lambda *_: None)  # the byte on the wakeup pipe is what counts
+        signal.set_wakeup_fd(self._wakeup_w, warn_on_full_buffer=False)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)  # pending ones arrive now
         while self.workers or (self.restart_at and not self.stopping):
             now = time.monotonic()
             for number, when in list(self.restart_at.items()):
@@ -150,48 +258,52 @@ class Master:
                     del self.restart_at[number]
                     self.spawn(number)
             timeout = min([w - now for w in self.restart_at.values()] + [1.0])
-            info = signal.sigtimedwait(_SIGNALS, max(timeout, 0.01))
-            if info is None:
-                continue
-            if info.si_signo == signal.SIGCHLD:
-                self.reap()
-            elif info.si_signo == signal.SIGHUP:
-                self.hangup()
-            else:
-                self.stop(info.si_signo)
+            for key, _ in self.selector.select(max(timeout, 0.01)):
+                if key.fileobj == self._wakeup_r:
+                    try:
+                        signals = os.read(self._wakeup_r, 512)
+                    except BlockingIOError:
+                        signals = b""
+                    for signum in signals:
+                        self._signalled(signum)
+                else:
+                    self._flush(key.data)
             self.reap()
+            self.check_liveness()
         diag("stopped")
         return 0
 
 
-def read_and_validate(path: os.PathLike) -> tuple[str, str | None]:
-    """The config's text and the error that rejects it (None when valid).
+def read_and_validate(path: os.PathLike) -> tuple[list[Rule], str | None]:
+    """The config's validated rules, or the error that rejects it (then the rules are []).
 
     Validation imports the handler kinds' modules (their options are checked
     by their classes), which would more than double the master's memory, so
-    it runs in a short-lived forked child that reports through a pipe.
+    it runs in a short-lived forked child that sends the rules back pickled.
     """
     try:
         with open(path, encoding="utf-8") as file:
             text = file.read()
     except (OSError, UnicodeDecodeError) as exc:
-        return "", f"{path}: cannot read config: {getattr(exc, 'strerror', None) or exc}"
+        return [], f"{path}: cannot read config: {getattr(exc, 'strerror', None) or exc}"
     reader, writer = os.pipe()
     pid = os.fork()
     if pid == 0:
         os.close(reader)
-        message = b""
+        answer: tuple = ([], f"{path}: validation failed")
         try:
             from flexilib.config import ConfigError, parse_config
             from flexilib.runtime.handler import validate_rules
 
-            validate_rules(parse_config(text, path), path)
+            answer = (validate_rules(parse_config(text, path), path), None)
         except ConfigError as exc:
-            message = str(exc).encode()
+            answer = ([], str(exc))
         except BaseException as exc:  # noqa: BLE001 - reported like a config error
-            message = f"{path}: {exc!r}".encode()
+            answer = ([], f"{path}: {exc!r}")
         finally:
-            os.write(writer, message or b"\0")
+            data = pickle.dumps(answer)
+            while data:
+                data = data[os.write(writer, data) :]
             os._exit(0)
     os.close(writer)
     chunks = []
@@ -199,16 +311,16 @@ def read_and_validate(path: os.PathLike) -> tuple[str, str | None]:
         chunks.append(chunk)
     os.close(reader)
     os.waitpid(pid, 0)
-    answer = b"".join(chunks)
-    if answer == b"\0":
-        return text, None
-    return text, answer.decode(errors="replace") or f"{path}: validation failed"
+    try:
+        return pickle.loads(b"".join(chunks))
+    except Exception:  # noqa: BLE001 - the child died before answering
+        return [], f"{path}: validation failed"
 
 
-def run_master(settings: Settings, config_text: str) -> int:
+def run_master(settings: Settings, rules: list[Rule]) -> int:
     """Bind, start the workers and supervise them until stopped; the exit status.
 
-    `config_text` has been validated (`read_and_validate`); each worker parses it.
+    `rules` have been validated (`read_and_validate`).
     """
     try:
         sock = listen(settings)
@@ -220,4 +332,4 @@ def run_master(settings: Settings, config_text: str) -> int:
         f"listening on {where[0]}:{where[1]} with {settings.workers} worker(s),"
         f" config {settings.config}"
     )
-    return Master(settings, sock, config_text).run()
+    return Master(settings, sock, rules).run()

@@ -14,8 +14,10 @@ class Response:
 
     `headers` is a list of `(name, value)` strings; repeated names are kept
     (several `Set-Cookie`, say). `reason` overrides the standard reason
-    phrase. `raw_headers` is for handler kinds that already hold validated,
-    encoded header lines (`b"Name: value\\r\\n"...`); the writer sends them as is.
+    phrase. `raw_headers` is for handler kinds that already hold header lines
+    encoded and checked by the rules of `flexilib.http.headers`
+    (`b"Name: value\\r\\n"...`), `typed` saying whether they hold a
+    `Content-Type`; the writer sends them as they are.
     `prealloc` and `alloc` are the access log's memory figures (see README).
     """
 
@@ -25,6 +27,7 @@ class Response:
         "body",
         "reason",
         "raw_headers",
+        "typed",
         "prealloc",
         "alloc",
         "elapsed",
@@ -50,6 +53,7 @@ class Response:
             self.headers.append(("Content-Type", content_type))
         self.reason = reason
         self.raw_headers = b""
+        self.typed = False
         # memory figures for the access log, filled by the handler kinds that know them
         self.prealloc = 0
         self.alloc = 0

@@ -1,23 +1,38 @@
-"""Command line and environment -> Settings. Flags win over variables.
+"""Every option of `flexilib serve`: one table for the flags, the environment and the docs.
 
-Every value is checked here, once, so a bad one is a single clear message
-naming the flag or variable (exit status 2) before anything starts.
+`OPTIONS` is the single source: `cli.py` builds its flags and `--help` from
+it, `resolve()` reads the environment from it, and the reference page of the
+documentation is generated from it. Flags win over variables. Every value is
+checked here, once, so a bad one is one clear message naming the flag or
+variable (exit status 2) before anything starts.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import os
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-from flexilib.http.limits import Limits
-
-__all__ = ["Settings", "SettingsError", "ENVIRONMENT", "resolve"]
+__all__ = ["OPTIONS", "Limits", "Option", "Settings", "SettingsError", "resolve"]
 
 
 class SettingsError(Exception):
     """A bad flag or variable value."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Connection-layer limits and timeouts (per worker process)."""
+
+    max_header_bytes: int = 16 * 1024  # request line + header section -> 431
+    max_body_bytes: int = 10 * 1024 * 1024  # buffered handler kinds -> 413
+    header_timeout: float = 10.0  # to receive the header section -> 408
+    body_timeout: float = 30.0  # between two pieces of a body -> 408
+    keepalive_timeout: float = 15.0  # idle keep-alive connection -> closed
+    max_connections: int = 10_000  # open connections per worker
+    max_pipeline: int = 32  # parsed requests waiting on one connection before reading pauses
 
 
 @dataclass(frozen=True)
@@ -30,54 +45,186 @@ class Settings:
     workers: int = 1
     prealloc_kb: int = 8
     grace_period: float = 30.0
+    worker_timeout: float = 30.0
     limits: Limits = field(default_factory=Limits)
 
 
-# (variable, flag attribute, parser, lower bound, upper bound)
-ENVIRONMENT = (
-    ("PORT", "port", int, 0, 65535),
-    ("SERVER_ADDRESS", "address", str, None, None),
-    ("SERVER_THREAD_COUNT", "threads", int, 1, 1024),
-    ("SERVER_MAX_THREADS", "max_threads", int, 1, 4096),
-    ("SERVER_WORKERS", "workers", int, 1, 256),
-    ("RESPONSE_PREALLOCATION_KB", "prealloc_kb", int, 1, 1024 * 1024),
+@dataclass(frozen=True)
+class Option:
+    """One setting: its flag, its variable, its type, bounds and meaning."""
+
+    flag: str
+    variable: str | None
+    name: str  # a Settings field, or a Limits field
+    kind: type
+    low: float | None
+    high: float | None
+    help: str
+    default: str  # as the docs and --help show it
+
+    @property
+    def metavar(self) -> str:
+        return {int: "N", float: "SECONDS", str: "TEXT", Path: "PATH"}[self.kind]
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("--config", None, "config", Path, None, None, "the routing config", "./proxy.ini"),
+    Option("--port", "PORT", "port", int, 0, 65535, "TCP port", "8069"),
+    Option(
+        "--address",
+        "SERVER_ADDRESS",
+        "address",
+        str,
+        None,
+        None,
+        "listen address, IPv4 or IPv6 (`::` also accepts IPv4)",
+        "0.0.0.0",
+    ),
+    Option(
+        "--threads",
+        "SERVER_THREAD_COUNT",
+        "threads",
+        int,
+        1,
+        1024,
+        "threads kept ready to run native and other blocking handlers",
+        "number of CPUs",
+    ),
+    Option(
+        "--max-threads",
+        "SERVER_MAX_THREADS",
+        "max_threads",
+        int,
+        1,
+        4096,
+        "the pool grows toward this while every thread is busy; equal to the thread count"
+        " gives a fixed pool like the original's",
+        "max(threads, 64)",
+    ),
+    Option("--workers", "SERVER_WORKERS", "workers", int, 1, 256, "worker processes", "1"),
+    Option(
+        "--prealloc-kb",
+        "RESPONSE_PREALLOCATION_KB",
+        "prealloc_kb",
+        int,
+        1,
+        1024 * 1024,
+        "per-thread buffer a native request is marshalled into",
+        "8",
+    ),
+    Option(
+        "--max-header-bytes",
+        "SERVER_MAX_HEADER_BYTES",
+        "max_header_bytes",
+        int,
+        256,
+        None,
+        "request line + header section; more is 431",
+        "16384",
+    ),
+    Option(
+        "--max-body-bytes",
+        "SERVER_MAX_BODY_BYTES",
+        "max_body_bytes",
+        int,
+        0,
+        None,
+        "request body for buffered kinds; more is 413",
+        "10485760",
+    ),
+    Option(
+        "--header-timeout",
+        "SERVER_HEADER_TIMEOUT",
+        "header_timeout",
+        float,
+        0.1,
+        None,
+        "seconds to receive a header section; then 408",
+        "10",
+    ),
+    Option(
+        "--body-timeout",
+        "SERVER_BODY_TIMEOUT",
+        "body_timeout",
+        float,
+        0.1,
+        None,
+        "seconds between two pieces of a body; then 408",
+        "30",
+    ),
+    Option(
+        "--keepalive-timeout",
+        "SERVER_KEEPALIVE_TIMEOUT",
+        "keepalive_timeout",
+        float,
+        0.1,
+        None,
+        "seconds an idle keep-alive connection is kept",
+        "15",
+    ),
+    Option(
+        "--max-connections",
+        "SERVER_MAX_CONNECTIONS",
+        "max_connections",
+        int,
+        1,
+        None,
+        "open connections per worker; more are closed at once",
+        "10000",
+    ),
+    Option(
+        "--grace-period",
+        "SERVER_GRACE_PERIOD",
+        "grace_period",
+        float,
+        0,
+        None,
+        "seconds to finish requests in flight on SIGTERM/SIGINT",
+        "30",
+    ),
+    Option(
+        "--worker-timeout",
+        "SERVER_WORKER_TIMEOUT",
+        "worker_timeout",
+        float,
+        0,
+        None,
+        "a worker whose event loop has not ticked for this long is killed and replaced (0: never)",
+        "30",
+    ),
 )
 
-# flag attribute -> (Limits field, lower bound)
-LIMIT_FLAGS = {
-    "max_header_bytes": ("max_header_bytes", 256),
-    "max_body_bytes": ("max_body_bytes", 0),
-    "header_timeout": ("header_timeout", 0.1),
-    "body_timeout": ("body_timeout", 0.1),
-    "keepalive_timeout": ("keepalive_timeout", 0.1),
-    "max_connections": ("max_connections", 1),
-}
+_LIMITS = {f.name for f in fields(Limits)}
 
 
-def _number(text: str, kind: type, name: str, low, high):
+def _value(option: Option, text: str, source: str) -> object:
+    if option.kind in (str, Path):
+        return option.kind(text)
     try:
-        value = kind(text)
+        value = option.kind(text)
     except ValueError:
-        raise SettingsError(f"{name}={text!r} is not a valid {kind.__name__}") from None
+        raise SettingsError(f"{source}={text!r} is not a valid {option.kind.__name__}") from None
+    low, high = option.low, option.high
     if low is not None and value < low or high is not None and value > high:
         bounds = f"{low}..{high}" if high is not None else f">= {low}"
-        raise SettingsError(f"{name}={text!r} is out of range ({bounds})")
+        raise SettingsError(f"{source}={text!r} is out of range ({bounds})")
     return value
 
 
-def resolve(flags: dict, environ: dict[str, str] | None = None) -> Settings:
-    """Merge parsed flags (None = not given) with the environment into Settings."""
+def resolve(flags: Mapping[str, object], environ: Mapping[str, str] | None = None) -> Settings:
+    """Merge parsed flags (keyed by option name; None = not given) with the environment."""
     environ = os.environ if environ is None else environ
-    values: dict = {}
-    for variable, attr, kind, low, high in ENVIRONMENT:
-        flag = flags.get(attr)
-        if flag is not None:
-            source, text = f"--{attr.replace('_', '-')}", str(flag)
-        elif environ.get(variable, "").strip():
-            source, text = variable, environ[variable].strip()
+    values: dict[str, object] = {}
+    limits: dict[str, object] = {}
+    for option in OPTIONS:
+        flag = flags.get(option.name)
+        if flag is not None and flag != "":
+            value = _value(option, str(flag), option.flag)
+        elif option.variable and environ.get(option.variable, "").strip():
+            value = _value(option, environ[option.variable].strip(), option.variable)
         else:
             continue
-        values[attr] = text if kind is str else _number(text, kind, source, low, high)
+        (limits if option.name in _LIMITS else values)[option.name] = value
     address = values.get("address", Settings.address)
     try:
         ipaddress.ip_address(address)
@@ -90,20 +237,4 @@ def resolve(flags: dict, environ: dict[str, str] | None = None) -> Settings:
         raise SettingsError(
             f"SERVER_MAX_THREADS ({values['max_threads']}) is below SERVER_THREAD_COUNT ({threads})"
         )
-    limits = {}
-    for attr, (name, low) in LIMIT_FLAGS.items():
-        if flags.get(attr) is not None:
-            limits[name] = _number(
-                str(flags[attr]),
-                type(getattr(Limits, name)),
-                "--" + attr.replace("_", "-"),
-                low,
-                None,
-            )
-    if flags.get("grace_period") is not None:
-        values["grace_period"] = _number(
-            str(flags["grace_period"]), float, "--grace-period", 0, None
-        )
-    if flags.get("config"):
-        values["config"] = Path(flags["config"])
-    return Settings(**values, limits=Limits(**limits))
+    return replace(Settings(**values), limits=Limits(**limits))

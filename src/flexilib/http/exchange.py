@@ -1,113 +1,233 @@
-"""The streaming side of a request, for `stream` handler kinds (reverse proxy).
+"""One request and its response on a connection: the object an application answers.
 
-A stream handler reads the request body as it arrives (`receive()`, with
-reading paused while more than `HIGH_WATER` bytes wait unread) and writes
-the response as it is produced (`start()`, `send()`), so memory is bounded by
-buffers, not by body sizes. After a `101 Switching Protocols` the handler
-takes the raw connection with `tunnel()`.
+The protocol creates an `Exchange` when a request's header section is in and
+hands it to the application (`http.protocol.Application`), which answers it
+in one of two ways:
+
+- whole: `respond(response)` once the request (and its body) is complete;
+- streamed (reverse proxy, tunnels): `receive()` the body while it arrives
+  (reading pauses while more than `flow.HIGH_WATER` bytes wait unread), and
+  `start()` / `send()` / `finish()` the response as it is produced, so
+  memory is bounded by buffers, not by body sizes. After a `101 Switching
+  Protocols`, `tunnel()` gives the raw connection.
+
+It writes through its connection's public methods only (`Connection`
+below), and tells the connection when it is done; it never reads the
+protocol's state. It also carries what the access log reports (status,
+bytes, times, memory figures) and two fields owned by the application:
+`route` and `handler`.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import deque
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from time import perf_counter
+from typing import TYPE_CHECKING, Protocol
 
+from flexilib.http.flow import ReadBuffer, WriteFlow
+from flexilib.http.headers import DEFAULT_CONTENT_TYPE, check_head, encode_headers
 from flexilib.http.status import status_line
 from flexilib.request import Request
 
 if TYPE_CHECKING:
-    from flexilib.http.protocol import HttpProtocol
+    from flexilib.response import Response
 
-__all__ = ["Exchange", "Tunnel"]
+__all__ = ["Connection", "Exchange", "Tunnel"]
 
-HIGH_WATER = 256 * 1024
-LOW_WATER = 64 * 1024
+_CLOSE = b"Connection: close\r\n"
+_KEEP = b"Connection: keep-alive\r\n"
+_LARGE = 64 * 1024  # bodies above this are written apart from the head, not copied into it
+
+
+class Connection(Protocol):
+    """What an exchange may do to its connection (implemented by `HttpProtocol`)."""
+
+    closing: bool
+    flow: WriteFlow
+    default_headers: bytes  # `Server` and `Date` lines
+    stopping: bool  # the server is stopping: answer with `Connection: close`
+
+    def write(self, data: bytes) -> None: ...
+    def close(self) -> None: ...
+    def abort(self) -> None: ...
+    def pause_reading(self) -> None: ...
+    def resume_reading(self) -> None: ...
+    def exchange_done(self, exchange: Exchange) -> None: ...
+    def start_tunnel(self, tunnel: Tunnel) -> None: ...
 
 
 class _Inbox:
-    """Bytes arriving from the client, read by one coroutine, with flow control."""
+    """Bytes from the client, read by one coroutine at a time."""
 
-    def __init__(self, protocol: HttpProtocol) -> None:
-        self._protocol = protocol
-        self._chunks: deque[bytes] = deque()
-        self._buffered = 0
-        self._eof = False
-        self._lost = False
+    __slots__ = ("_buffer", "_loop", "_waiter", "eof", "lost")
+
+    def __init__(self, conn: Connection, loop: asyncio.AbstractEventLoop) -> None:
+        self._buffer = ReadBuffer(conn.pause_reading, conn.resume_reading)
+        self._loop = loop
         self._waiter: asyncio.Future | None = None
+        self.eof = False
+        self.lost = False
 
     def feed(self, chunk: bytes) -> None:
-        self._chunks.append(chunk)
-        self._buffered += len(chunk)
-        if self._buffered > HIGH_WATER:
-            self._protocol.pause_reading()
+        self._buffer.put(chunk)
         self._wake()
 
     def feed_eof(self) -> None:
-        self._eof = True
+        self.eof = True
         self._wake()
 
-    def lost(self) -> None:
-        self._lost = self._eof = True
+    def lose(self) -> None:
+        self.lost = self.eof = True
         self._wake()
 
     def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     async def read(self) -> bytes:
         """The next piece; b"" at the end. ConnectionResetError if the client went away."""
-        while not self._chunks and not self._eof:
-            self._waiter = self._protocol.server.loop.create_future()
-            await self._waiter
-            self._waiter = None
-        if self._chunks:
-            chunk = self._chunks.popleft()
-            self._buffered -= len(chunk)
-            if self._buffered < LOW_WATER:
-                self._protocol.resume_reading()
-            return chunk
-        if self._lost:
+        while not self._buffer and not self.eof:
+            self._waiter = self._loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        if self._buffer:
+            return self._buffer.take()
+        if self.lost:
             raise ConnectionResetError("client closed the connection")
         return b""
-
-    @property
-    def complete(self) -> bool:
-        return self._eof and not self._lost
 
 
 class Tunnel(_Inbox):
     """The raw connection after an upgrade: bytes both ways until either side closes."""
 
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: Connection, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(conn, loop)
+        self._conn = conn
+
     def write(self, data: bytes) -> None:
-        if not self._protocol.closing:
-            self._protocol.transport.write(data)
+        self._conn.write(data)
 
     async def drain(self) -> None:
-        await self._protocol.drained()
+        await self._conn.flow.drain()
 
     def close(self) -> None:
         """Close after what was written has been sent (the other end closed)."""
-        self._protocol._close()
+        self._conn.close()
 
 
 class Exchange:
-    """One streamed request/response pair on a connection."""
+    """See the module docstring. Times are `perf_counter()` seconds."""
 
-    def __init__(self, protocol: HttpProtocol, request: Request) -> None:
+    __slots__ = (
+        "request",
+        "client",
+        "keep_alive",
+        "route",
+        "handler",
+        "started_at",
+        "ttfb",
+        "status",
+        "sent",
+        "prealloc",
+        "alloc",
+        "started",
+        "on_lost",
+        "_conn",
+        "_loop",
+        "_body",
+        "_chunked",
+        "_suppress",
+        "_upgrade",
+        "_tunnel",
+    )
+
+    def __init__(
+        self,
+        conn: Connection,
+        request: Request,
+        client: str,
+        keep_alive: bool,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
         self.request = request
-        self._protocol = protocol
-        self._body = _Inbox(protocol)
-        self.started = False
+        self.client = client  # `host:port`, as the access log writes it
+        self.keep_alive = keep_alive
+        self.route = None  # the application's: where it sent this request
+        self.handler = None  # the application's: the handler version answering it
+        self.started_at = 0.0  # when its turn on the connection came
+        self.ttfb = 0.0
         self.status = 0
-        self.sent = 0
-        self.keep_alive = True
+        self.sent = 0  # body bytes
+        self.prealloc = 0
+        self.alloc = 0
+        self.started = False  # a response head has been written
+        #: called once if the connection is lost before the answer (an answer held back)
+        self.on_lost: Callable[[Exchange], None] | None = None
+        self._conn = conn
+        self._loop = loop
+        self._body: _Inbox | None = None
         self._chunked = False
         self._suppress = request.raw_method == b"HEAD"
         self._upgrade: bytes | None = None
         self._tunnel: Tunnel | None = None
 
-    # -- fed by the protocol ---------------------------------------------------
+    # -- answering whole -----------------------------------------------------
+    def respond(self, response: Response) -> None:
+        """Write the whole response; InvalidResponse (nothing written) if it breaks a rule."""
+        raw = response.raw_headers
+        typed = response.typed
+        if response.headers:
+            extra, extra_typed = encode_headers(response.headers)
+            raw += extra
+            typed = typed or extra_typed
+        status = response.status
+        reason = response.reason
+        if reason is not None or type(status) is not int or not 100 <= status <= 999:
+            check_head(status, reason)
+        self.ttfb = perf_counter()
+        body = response.body
+        self.status = status
+        self.sent = len(body)
+        self.prealloc = response.prealloc
+        self.alloc = response.alloc or len(body) + len(raw)
+        self.started = True
+        conn = self._conn
+        if conn.closing:
+            conn.exchange_done(self)
+            return
+        keep = self.keep_alive and not conn.stopping
+        head = b"".join(
+            (
+                status_line(status, reason),
+                conn.default_headers,
+                raw,
+                b"" if typed else DEFAULT_CONTENT_TYPE,
+                b"Content-Length: %d\r\n" % len(body),
+                (_KEEP if self.request.http_version == "1.0" else b"") if keep else _CLOSE,
+                b"\r\n",
+            )
+        )
+        if self._suppress or not body:
+            conn.write(head)
+        elif len(body) > _LARGE:
+            conn.write(head)
+            conn.write(body)
+        else:
+            conn.write(head + body)
+        self.keep_alive = keep
+        conn.exchange_done(self)
+
+    # -- streaming: fed by the protocol --------------------------------------------
+    def open_body(self) -> None:
+        """This exchange reads its body as it arrives (the protocol feeds it)."""
+        self._body = _Inbox(self._conn, self._loop)
+
     def feed(self, chunk: bytes) -> None:
         self._body.feed(chunk)
 
@@ -115,40 +235,41 @@ class Exchange:
         self._body.feed_eof()
 
     def lost(self) -> None:
-        self._body.lost()
+        """The connection is gone (or its body broke off): wake whoever reads."""
+        on_lost, self.on_lost = self.on_lost, None
+        if on_lost is not None:
+            on_lost(self)
+        if self._body is not None:
+            self._body.lose()
         if self._tunnel is not None:
-            self._tunnel.lost()
+            self._tunnel.lose()
 
-    def upgrade_ready(self, rest: bytes) -> bool:
+    def upgrade_ready(self, rest: bytes) -> None:
         """The request asked to upgrade; `rest` are bytes already received past it.
 
         Reading pauses until `tunnel()`: what the client sends next is not HTTP.
         """
         self._upgrade = rest
-        self._protocol.pause_reading()
-        return True
+        self._conn.pause_reading()
 
-    # -- for the handler -------------------------------------------------------
+    # -- streaming: for the handler ----------------------------------------------
+    @property
+    def streamed(self) -> bool:
+        return self._body is not None
+
     @property
     def wants_upgrade(self) -> bool:
         return self._upgrade is not None
 
     @property
     def body_complete(self) -> bool:
-        return self._body.complete
+        body = self._body
+        return body is not None and body.eof and not body.lost
 
     @property
     def client_closed(self) -> bool:
         """True once the client's connection is closed or closing: stop producing for it."""
-        return self._protocol.closing
-
-    @property
-    def route_prefix(self) -> bytes:
-        """The path prefix of the rule that routed this request (what a proxy replaces)."""
-        job = self._protocol.current
-        if job is not None and job.exchange is self and job.rule is not None:
-            return job.rule.path_prefix
-        return b""
+        return self._conn.closing
 
     async def receive(self) -> bytes:
         """The next piece of the request body; b"" once it has all been read."""
@@ -165,15 +286,14 @@ class Exchange:
         """Write the status line and headers; the body is framed by `length`, else chunked.
 
         `body`, the first piece of the body (or all of it), goes out with the head: one
-        write, one system call, instead of two.
+        write, one system call, instead of two. `headers` are already-checked bytes.
         """
         self.started = True
         self.status = status
-        protocol = self._protocol
-        job = protocol.current
-        keep = self.keep_alive and job is not None and job.keep_alive
-        keep = keep and not protocol.server.stopping
-        lines = [status_line(status, reason), protocol.server.common_headers]
+        self.ttfb = perf_counter()
+        conn = self._conn
+        keep = self.keep_alive and not conn.stopping
+        lines = [status_line(status, reason), conn.default_headers]
         lines += [b"%s: %s\r\n" % pair for pair in headers]
         if status == 101:
             keep = True
@@ -189,49 +309,49 @@ class Exchange:
         else:
             keep = False  # HTTP/1.0: the body ends when the connection does
         if status != 101:
-            lines.append(b"Connection: keep-alive\r\n" if keep else b"Connection: close\r\n")
+            lines.append(_KEEP if keep else _CLOSE)
         self.keep_alive = keep
         lines.append(b"\r\n")
         if body and not self._suppress:
             self.sent += len(body)
             lines += (b"%x\r\n" % len(body), body, b"\r\n") if self._chunked else (body,)
-        protocol.write(b"".join(lines))
+        conn.write(b"".join(lines))
 
     def write(self, data: bytes) -> None:
         if not data or self._suppress:
             return
         self.sent += len(data)
         if self._chunked:
-            self._protocol.write(b"%x\r\n%s\r\n" % (len(data), data))
+            self._conn.write(b"%x\r\n%s\r\n" % (len(data), data))
         else:
-            self._protocol.write(data)
+            self._conn.write(data)
 
     async def send(self, data: bytes) -> None:
         """Write a piece of the body and wait while the client is slower than us."""
         self.write(data)
-        await self._protocol.drained()
+        await self._conn.flow.drain()
 
     def abort(self) -> None:
         """End without completing the response: the client sees the connection close."""
         self.keep_alive = False
         self._chunked = False
-        self._protocol.close_now()
+        self._conn.abort()
 
     def tunnel(self) -> Tunnel:
         """After writing a 101: the raw connection, with bytes that arrived early."""
-        tunnel = Tunnel(self._protocol)
+        tunnel = Tunnel(self._conn, self._loop)
         if self._upgrade:
             tunnel.feed(self._upgrade)
         self._tunnel = tunnel
-        self._protocol.tunnel = tunnel
-        self._protocol.resume_reading()
+        self._conn.start_tunnel(tunnel)
         return tunnel
 
     def finish(self) -> None:
         """The handler is done: terminate the body and free the connection for the next request."""
-        if self._chunked and not self._protocol.closing:
-            self._protocol.write(b"0\r\n\r\n")
+        if self._chunked and not self._conn.closing:
+            self._conn.write(b"0\r\n\r\n")
         self._chunked = False
-        if not self._body.complete or self._upgrade is not None:
+        if not self.body_complete or self._upgrade is not None:
             self.keep_alive = False
-        self._protocol.exchange_done(self)
+        self.alloc = self.sent
+        self._conn.exchange_done(self)

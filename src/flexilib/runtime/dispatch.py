@@ -53,10 +53,9 @@ PROMOTE_MAX = 1024
 MAX_CLASSES = 4096  # per handler; past it the table starts afresh (bounded memory)
 IDLE_EXIT = 30.0
 
-Done = Callable[[Any, BaseException | None], None]
-
-_POOL, _INLINE = 0, 1
-_WAITING, _RUNNING, _EXPIRED = 0, 1, 2
+#: `done(tag, result, error)`, called on the loop thread; `tag` is passed through untouched
+#: (the exchange), so the hot path makes no closure per request
+Done = Callable[[Any, Any, BaseException | None], None]
 
 
 class DeadlineExceeded(TimeoutError):
@@ -65,6 +64,46 @@ class DeadlineExceeded(TimeoutError):
 
 _set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
 _set_async_exc.argtypes = (ctypes.c_ulong, ctypes.py_object)
+
+
+class RequestClass:
+    """What the dispatcher has learnt about one class of requests of one handler."""
+
+    __slots__ = ("inline", "fast", "needed")
+
+    def __init__(self) -> None:
+        self.inline = False  # run on the loop thread (else on the pool)
+        self.fast = 0  # fast pool calls counted since it last went to the pool
+        self.needed = PROMOTE  # fast calls needed to run inline; doubles after each demotion
+
+    def record(self, seconds: float) -> None:
+        """A pool call of this class took `seconds`."""
+        if seconds < FAST:
+            self.fast += 1
+            if self.fast >= self.needed:
+                self.inline = True
+
+    def demote(self) -> None:
+        """An inline call was slow: back to the pool, and twice as much proof next time."""
+        self.inline = False
+        self.fast = 0
+        self.needed = min(self.needed * 2, PROMOTE_MAX)
+
+
+# Ticket.state
+WAITING, RUNNING, EXPIRED = 0, 1, 2
+
+
+class Ticket:
+    """A call under a deadline: who runs it, and whether the deadline has passed."""
+
+    __slots__ = ("state", "thread", "timer", "lock")
+
+    def __init__(self) -> None:
+        self.state = WAITING  # WAITING (queued, or finished in time), RUNNING, EXPIRED
+        self.thread = 0  # ident of the pool thread running it
+        self.timer: asyncio.TimerHandle | None = None
+        self.lock = threading.Lock()  # the thread cannot leave the call while expire() decides
 
 
 class Dispatcher:
@@ -83,93 +122,84 @@ class Dispatcher:
         self._closed = False
 
     # -- the hot path ---------------------------------------------------
-    def run(self, handler: Any, request: Any, done: Done) -> None:
-        """Call `handler.call(request)`; `done(result, error)` runs on the loop thread."""
+    def run(self, handler: Any, request: Any, done: Done, tag: Any) -> None:
+        """Call `handler.call(request)`; `done(tag, result, error)` runs on the loop thread."""
         policy = handler.dispatch
         if handler.timeout:
-            self._deadline(handler, request, done)
+            self._deadline(handler, request, done, tag)
         elif policy == "auto":
             classes = handler.classes
             key = (request.raw_method, request.raw_target.partition(b"?")[0])
             key += tuple([name for name, _ in request.raw_headers])
-            entry = classes.get(key)
-            if entry is None:
+            learnt = classes.get(key)
+            if learnt is None:
                 if len(classes) >= MAX_CLASSES:
                     classes.clear()
-                entry = classes[key] = [_POOL, 0, PROMOTE]
-            if entry[0] == _INLINE:
-                self._inline(handler, request, done, entry)
+                learnt = classes[key] = RequestClass()
+            if learnt.inline:
+                self._inline(handler, request, done, tag, learnt)
             else:
-                self._submit(handler.call, request, done, entry)
+                self._submit(handler.call, request, done, tag, learnt)
         elif policy == "inline":
-            self._inline(handler, request, done, None)
+            self._inline(handler, request, done, tag, None)
         else:
-            self._submit(handler.call, request, done, None)
+            self._submit(handler.call, request, done, tag, None)
 
-    def _inline(self, handler: Any, request: Any, done: Done, entry: list | None) -> None:
+    def _inline(
+        self, handler: Any, request: Any, done: Done, tag: Any, learnt: RequestClass | None
+    ) -> None:
         start = perf_counter()
         try:
             result, error = handler.call(request), None
         except BaseException as exc:  # handed to the caller, who logs it
             result, error = None, exc
         took = (result.elapsed if result is not None else 0.0) or perf_counter() - start
-        if entry is not None and took > SLOW:  # failing slowly is slow too
-            entry[0] = _POOL
-            entry[1] = 0
-            entry[2] = min(entry[2] * 2, PROMOTE_MAX)
-        done(result, error)
+        if learnt is not None and took > SLOW:  # failing slowly is slow too
+            learnt.demote()
+        done(tag, result, error)
 
     # -- the pool ----------------------------------------------------------
-    def submit(self, func: Callable[[Any], Any], arg: Any, done: Done) -> None:
-        """Run `func(arg)` on the pool; `done(result, error)` later on the loop thread."""
-        self._submit(func, arg, done, None)
+    def submit(self, func: Callable[[Any], Any], arg: Any, done: Done, tag: Any = None) -> None:
+        """Run `func(arg)` on the pool; `done(tag, result, error)` later on the loop thread."""
+        self._submit(func, arg, done, tag, None)
 
     def _submit(
-        self, func: Callable, arg: Any, done: Done, entry: list | None, ticket: list | None = None
+        self,
+        func: Callable,
+        arg: Any,
+        done: Done,
+        tag: Any,
+        learnt: RequestClass | None,
+        ticket: Ticket | None = None,
     ) -> None:
         if self._closed:
-            done(None, RuntimeError("server is stopping"))
+            done(tag, None, RuntimeError("server is stopping"))
             return
         self._outstanding += 1
         if self._outstanding > self._threads and self._threads < self._max:
             self._start_thread()
-        self._jobs.put((func, arg, done, entry, ticket))
+        self._jobs.put((func, arg, done, tag, learnt, ticket))
 
-    def _deadline(self, handler: Any, request: Any, done: Done) -> None:
-        ticket = [_WAITING, 0, None, threading.Lock()]  # state, thread running it, timer, lock
+    def _deadline(self, handler: Any, request: Any, done: Done, tag: Any) -> None:
+        ticket = Ticket()
 
-        def finish(result: Any, error: BaseException | None) -> None:
-            if ticket[0] != _EXPIRED:
-                ticket[0] = _EXPIRED
-                ticket[2].cancel()
-                done(result, error)
+        def finish(tag: Any, result: Any, error: BaseException | None) -> None:
+            if ticket.state != EXPIRED:
+                ticket.state = EXPIRED
+                ticket.timer.cancel()
+                done(tag, result, error)
 
         def expire() -> None:
-            with ticket[3]:  # the worker cannot leave the call while we decide
-                if ticket[0] == _EXPIRED:
+            with ticket.lock:  # the worker cannot leave the call while we decide
+                if ticket.state == EXPIRED:
                     return
-                if ticket[0] == _RUNNING:
-                    _set_async_exc(ticket[1], DeadlineExceeded)
-                ticket[0] = _EXPIRED
-            done(None, handler.on_timeout())
+                if ticket.state == RUNNING:
+                    _set_async_exc(ticket.thread, DeadlineExceeded)
+                ticket.state = EXPIRED
+            done(tag, None, handler.on_timeout())
 
-        ticket[2] = self._loop.call_later(handler.timeout, expire)
-        self._submit(handler.call, request, finish, None, ticket)
-
-    async def call(self, func: Callable[[Any], Any], arg: Any) -> Any:
-        """Await `func(arg)` run on the pool (for async handler kinds)."""
-        future = self._loop.create_future()
-
-        def settle(result: Any, error: BaseException | None) -> None:
-            if future.cancelled():
-                return
-            if error is not None:
-                future.set_exception(error)
-            else:
-                future.set_result(result)
-
-        self._submit(func, arg, settle, None)
-        return await future
+        ticket.timer = self._loop.call_later(handler.timeout, expire)
+        self._submit(handler.call, request, finish, tag, None, ticket)
 
     def _start_thread(self) -> None:
         with self._count_lock:
@@ -198,21 +228,21 @@ class Dispatcher:
             return False
         if job is None:
             return False
-        func, arg, callback, entry, ticket = job
+        func, arg, done, tag, learnt, ticket = job
         start = perf_counter()
         try:
             if ticket is not None:
-                with ticket[3]:
-                    if ticket[0] == _EXPIRED:
+                with ticket.lock:
+                    if ticket.state == EXPIRED:
                         raise DeadlineExceeded("expired before it started")
-                    ticket[1] = threading.get_ident()
-                    ticket[0] = _RUNNING
+                    ticket.thread = threading.get_ident()
+                    ticket.state = RUNNING
             result, error = func(arg), None
         except BaseException as exc:  # delivered to the loop thread
             result, error = None, exc
         if ticket is not None:
             result, error = self._settle(ticket, result, error)
-        self._done.append((callback, result, error, entry, perf_counter() - start))
+        self._done.append((done, tag, result, error, learnt, perf_counter() - start))
         if not self._wake_pending:
             self._wake_pending = True
             try:
@@ -222,34 +252,30 @@ class Dispatcher:
         return True
 
     @staticmethod
-    def _settle(ticket: list, result: Any, error: BaseException | None) -> tuple:
+    def _settle(ticket: Ticket, result: Any, error: BaseException | None) -> tuple:
         """After a deadline call: make sure a late asynchronous TimeoutError cannot escape."""
         while True:
             try:
-                with ticket[3]:
-                    if ticket[0] == _RUNNING:
-                        ticket[0] = _WAITING  # finished in time: expire() will not interrupt now
-                if ticket[0] == _EXPIRED:
-                    _set_async_exc(
-                        threading.get_ident(), ctypes.py_object()
-                    )  # NULL: drop one pending
+                with ticket.lock:
+                    if ticket.state == RUNNING:
+                        ticket.state = WAITING  # finished in time: expire() will not interrupt now
+                if ticket.state == EXPIRED:
+                    # NULL drops one pending asynchronous exception
+                    _set_async_exc(threading.get_ident(), ctypes.py_object())
                 return result, error
             except DeadlineExceeded:  # arrived between the call's return and here
                 continue
 
     def _deliver(self) -> None:
         self._wake_pending = False
-        done = self._done
-        while done:
-            callback, result, error, entry, elapsed = done.popleft()
+        finished = self._done
+        while finished:
+            done, tag, result, error, learnt, elapsed = finished.popleft()
             self._outstanding -= 1
-            if entry is not None and error is None:
-                if (result.elapsed or elapsed) < FAST:
-                    entry[1] += 1
-                    if entry[1] >= entry[2]:
-                        entry[0] = _INLINE
+            if learnt is not None and error is None:
+                learnt.record(result.elapsed or elapsed)
             try:
-                callback(result, error)
+                done(tag, result, error)
             except Exception as exc:  # noqa: BLE001 - one failure must not strand the batch
                 diag(f"internal error delivering a result: {exc!r}")
 

@@ -8,9 +8,10 @@ connection layer how to call it:
   inline on the event loop while it is observed to be fast, else on the
   thread pool (see `flexilib.runtime.dispatch`).
 - ``"async"``: `await call_async(request) -> Response` on the event loop.
-- ``"stream"``: `await stream(request, exchange)`; the handler reads the
-  request body and writes the response itself through the `Exchange`
+- ``"stream"``: `await stream(request, stream)`; the handler reads the
+  request body and writes the response itself through the `Stream`
   (reverse proxy, tunnels). Called as soon as the header section is in.
+  `Stream` is all a kind knows of a connection (the HTTP layer implements it).
 
 `close()` releases what `load()` took; it is called once the version has
 drained. `watched_files()` names the files whose change means "reload me".
@@ -20,17 +21,18 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from flexilib.config import ConfigError, HandlerSpec, Rule
 
 if TYPE_CHECKING:
-    from flexilib.http.exchange import Exchange
     from flexilib.request import Request
     from flexilib.response import Response
 
 __all__ = [
     "Handler",
+    "Stream",
+    "Tunnel",
     "HandlerError",
     "HandlerLoadError",
     "create_handler",
@@ -38,6 +40,64 @@ __all__ = [
     "number_option",
     "validate_rules",
 ]
+
+
+class Tunnel(Protocol):
+    """The raw client connection after a `101 Switching Protocols`."""
+
+    async def read(self) -> bytes:
+        """The next bytes from the client; b"" once it closed."""
+
+    def write(self, data: bytes) -> None: ...
+
+    async def drain(self) -> None:
+        """Wait while the client reads slower than we write."""
+
+    def close(self) -> None:
+        """Close once what was written has been sent."""
+
+
+class Stream(Protocol):
+    """How a `stream` handler reads its request body and writes its response."""
+
+    started: bool  # a response head has been written
+    sent: int  # body bytes written
+
+    @property
+    def wants_upgrade(self) -> bool:
+        """The request asked for a protocol upgrade (`Connection: Upgrade`)."""
+
+    @property
+    def body_complete(self) -> bool:
+        """The whole request body has arrived."""
+
+    @property
+    def client_closed(self) -> bool:
+        """The client's connection is closed or closing: stop producing for it."""
+
+    async def receive(self) -> bytes:
+        """The next piece of the request body; b"" at its end; ConnectionResetError if lost."""
+
+    def start(
+        self,
+        status: int,
+        headers: list[tuple[bytes, bytes]],
+        reason: str | None = None,
+        length: int | None = None,
+        body: bytes = b"",
+    ) -> None:
+        """Write the head (body framed by `length`, else chunked), and the body's first piece."""
+
+    def write(self, data: bytes) -> None: ...
+
+    async def send(self, data: bytes) -> None:
+        """Write, then wait while the client reads slower than we write."""
+
+    def abort(self) -> None:
+        """End without completing the response: the client sees the connection close."""
+
+    def tunnel(self) -> Tunnel:
+        """After a 101: the raw connection."""
 
 
 class HandlerError(Exception):
@@ -98,7 +158,7 @@ class Handler:
     async def call_async(self, request: Request) -> Response:
         raise NotImplementedError
 
-    async def stream(self, request: Request, exchange: Exchange) -> None:
+    async def stream(self, request: Request, stream: Stream) -> None:
         raise NotImplementedError
 
     def on_timeout(self) -> HandlerError:

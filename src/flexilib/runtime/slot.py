@@ -121,11 +121,10 @@ class HandlerSlot:
         self._loading = True
         handler = create_handler(self.spec)
         stamp = file_stamp(self.spec.path)  # before loading: a change while loading is seen
-        self._dispatcher.submit(
-            _load, handler, lambda _, error: self._loaded(handler, stamp, error)
-        )
+        self._dispatcher.submit(_load, handler, self._loaded, (handler, stamp))
 
-    def _loaded(self, handler: Handler, stamp: Stamp, error: BaseException | None) -> None:
+    def _loaded(self, loading: tuple[Handler, Stamp], _: None, error: BaseException | None) -> None:
+        handler, stamp = loading
         self._loading = False
         if error is not None:
             cause = error if isinstance(error, HandlerLoadError) else HandlerLoadError(repr(error))

@@ -12,10 +12,9 @@ __all__ = ["Route", "Router"]
 class Route:
     """A rule bound to the live slot of its handler."""
 
-    __slots__ = ("rule", "spec", "slot", "path_prefix", "header_name", "value_prefix")
+    __slots__ = ("spec", "slot", "path_prefix", "header_name", "value_prefix")
 
     def __init__(self, rule: Rule, slot: HandlerSlot) -> None:
-        self.rule = rule
         self.spec = rule.spec
         self.slot = slot
         self.path_prefix = rule.path_prefix

@@ -1,9 +1,10 @@
-"""One worker process: an event loop serving the shared listening socket.
+"""One worker process: an event loop serving the listening socket it shares with its siblings.
 
-It owns the routing table (swapped whole on SIGHUP), the handler slots
-(kept across a SIGHUP when their spec is unchanged), the dispatcher's
-threads, the file watcher and the one-second tick that refreshes the `Date`
-header and closes connections past their deadlines.
+It owns the routing table (swapped whole when the master sends new rules),
+the handler slots (kept across a config change when their spec is
+unchanged), the dispatcher's threads, the file watcher and the one-second
+tick that times out connections, refreshes the `Date` header and stamps the
+scoreboard (the master replaces a worker whose stamp goes stale).
 """
 
 from __future__ import annotations
@@ -12,45 +13,50 @@ import asyncio
 import os
 import signal
 import socket
-import time
-from email.utils import formatdate
 
-from flexilib.config import ConfigError, HandlerSpec, Rule, load_config
+from flexilib.config import HandlerSpec, Rule
+from flexilib.http.connections import Connections
 from flexilib.http.protocol import HttpProtocol
 from flexilib.kinds.native import handler as native
-from flexilib.log import AccessLog, diag
+from flexilib.log import diag
 from flexilib.runtime.dispatch import Dispatcher
-from flexilib.runtime.handler import validate_rules
 from flexilib.runtime.slot import HandlerSlot
 from flexilib.runtime.watch import Watcher
+from flexilib.server.accesslog import AccessLog
+from flexilib.server.app import App
+from flexilib.server.control import Decoder
 from flexilib.server.routing import Route, Router
+from flexilib.server.scoreboard import Scoreboard
 from flexilib.settings import Settings
 
-__all__ = ["Server", "run_worker"]
-
-SERVER_NAME = b"flexilib"
+__all__ = ["Worker", "run_worker"]
 
 
-class Server:
-    """State shared by every connection of this worker."""
+class Worker:
+    """State shared by every connection of this worker process."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, settings: Settings, rules: list[Rule]):
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        settings: Settings,
+        rules: list[Rule],
+        number: int = 0,
+        scoreboard: Scoreboard | None = None,
+    ) -> None:
         self.loop = loop
         self.settings = settings
-        self.limits = settings.limits
+        self.number = number
+        self.scoreboard = scoreboard
+        self.connections = Connections(settings.limits, loop.time)
         self.dispatcher = Dispatcher(loop, settings.threads, settings.max_threads)
         self.log = AccessLog(loop)
-        self.connections: set[HttpProtocol] = set()
-        self.stopping = False
-        self.now = loop.time()
-        self.common_headers = b""
+        self.app = App(loop, self.dispatcher, self.log)
         self.slots: dict[HandlerSpec, HandlerSlot] = {}
         self.retired: set[HandlerSlot] = set()  # left the config: closed at exit if still draining
         self.watcher = Watcher(loop)
-        self.router = Router([])
         self._listener: asyncio.AbstractServer | None = None
         self._stopped: asyncio.Future | None = None
-        self._stamp()
+        self._decoder = Decoder()
         self.apply(rules)
 
     # -- routing table -----------------------------------------------------------
@@ -70,77 +76,83 @@ class Server:
                 slot.retire()
                 self.retired.add(slot)
         self.slots = slots
-        self.router = Router(routes)
+        self.app.router = Router(routes)
 
-    def reload_config(self) -> None:
-        path = self.settings.config
+    def _control(self, fd: int) -> None:
+        """Messages from the master (the validated rules of a new config)."""
         try:
-            rules = validate_rules(load_config(path), path)
-        except ConfigError as exc:
-            diag(f"SIGHUP: config rejected, old routes keep serving: {exc}")
+            data = os.read(fd, 1 << 20)
+        except BlockingIOError:
             return
-        kept = sum(1 for rule in rules if rule.spec in self.slots)
-        self.apply(rules)
-        diag(f"SIGHUP: {path} reloaded: {len(rules)} routes, {kept} loaded handler(s) kept")
+        if not data:  # the master is gone: nothing will supervise us any more
+            self.loop.remove_reader(fd)
+            diag("the master went away: stopping")
+            self.stop()
+            return
+        for kind, payload in self._decoder.feed(data):
+            if kind == "rules":
+                kept = sum(1 for rule in payload if rule.spec in self.slots)
+                self.apply(payload)
+                diag(
+                    f"SIGHUP: {self.settings.config} reloaded: {len(payload)} routes,"
+                    f" {kept} loaded handler(s) kept"
+                )
 
     # -- the clock -----------------------------------------------------------------
-    def _stamp(self) -> None:
-        date = formatdate(time.time(), usegmt=True).encode()
-        self.common_headers = b"Server: %s\r\nDate: %s\r\n" % (SERVER_NAME, date)
-
     def tick(self) -> None:
-        """Once a second: the Date header, and connections past their deadline."""
-        self.now = now = self.loop.time()
-        self._stamp()
-        for connection in [c for c in self.connections if 0 < c.deadline < now]:
-            connection.timed_out()
-        if self.stopping and not self.connections and self._stopped and not self._stopped.done():
-            self._stopped.set_result(None)
-        self.loop.call_at(now + 1.0, self.tick)
+        """Once a second: timeouts and `Date`, the scoreboard, and the end of a graceful stop."""
+        self.connections.tick()
+        if self.scoreboard is not None:
+            self.scoreboard.beat(self.number)
+        stopped = self._stopped
+        if self.connections.stopping and not self.connections.open and stopped is not None:
+            if not stopped.done():
+                stopped.set_result(None)
+        self.loop.call_at(self.connections.now + 1.0, self.tick)
 
     # -- lifecycle -----------------------------------------------------------------
-    async def serve(self, sock: socket.socket) -> None:
+    async def serve(self, sock: socket.socket, control: int | None = None) -> None:
         loop = self.loop
         self._stopped = loop.create_future()
         self._listener = await loop.create_server(
-            lambda: HttpProtocol(self), sock=sock, backlog=2048
+            lambda: HttpProtocol(self.app, self.connections, loop), sock=sock, backlog=2048
         )
-        loop.add_signal_handler(signal.SIGHUP, self.reload_config)
+        if control is not None:
+            os.set_blocking(control, False)
+            loop.add_reader(control, self._control, control)
         loop.add_signal_handler(signal.SIGTERM, self.stop)
-        # the master kept these blocked since fork: one sent during start-up is handled now
-        # (SIGINT stays ignored: Ctrl-C reaches the master, which forwards SIGTERM)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP, signal.SIGTERM})
+        # the master kept SIGTERM blocked since fork: one sent during start-up is handled now.
+        # SIGHUP and SIGINT stay ignored: the master reloads (and sends the rules) and
+        # forwards a Ctrl-C as SIGTERM.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
         self.watcher.start()
         self.tick()
-        diag(f"worker {os.getpid()} serving {len(self.router.routes)} routes")
+        diag(f"worker {os.getpid()} serving {len(self.app.router.routes)} routes")
         await self._stopped
         self.log.flush()
 
     def stop(self) -> None:
         """First signal: stop accepting, finish what is in flight; second: stop at once."""
-        if self.stopping:
+        if self.connections.stopping:
             diag("second stop signal: exiting now")
             self.log.flush()
             os._exit(1)
-        self.stopping = True
         grace = self.settings.grace_period
         diag(
-            f"worker {os.getpid()} stopping: {len(self.connections)} connection(s) open,"
+            f"worker {os.getpid()} stopping: {len(self.connections.open)} connection(s) open,"
             f" up to {grace:g}s to finish"
         )
         if self._listener is not None:
             self._listener.close()
-        for connection in list(self.connections):
-            connection.close_idle()
+        self.connections.stop()
         self.loop.call_later(grace, self._grace_over)
-        if not self.connections:
+        if not self.connections.open:
             self._stopped.set_result(None)
 
     def _grace_over(self) -> None:
         if not self._stopped.done():
-            diag(f"grace period over: closing {len(self.connections)} connection(s)")
-            for connection in list(self.connections):
-                connection.close_now()
+            diag(f"grace period over: closing {len(self.connections.open)} connection(s)")
+            self.connections.abort_all()
             self._stopped.set_result(None)
 
     def close(self) -> None:
@@ -152,17 +164,24 @@ class Server:
         native.remove_private_copies()
 
 
-def run_worker(sock: socket.socket, settings: Settings, rules: list[Rule]) -> int:
+def run_worker(
+    sock: socket.socket,
+    settings: Settings,
+    rules: list[Rule],
+    number: int = 0,
+    scoreboard: Scoreboard | None = None,
+    control: int | None = None,
+) -> int:
     """A worker's whole life; returns its exit status."""
     import uvloop
 
     native.set_preallocation(settings.prealloc_kb)
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
-    server = Server(loop, settings, rules)
+    worker = Worker(loop, settings, rules, number, scoreboard)
     try:
-        loop.run_until_complete(server.serve(sock))
+        loop.run_until_complete(worker.serve(sock, control))
     finally:
-        server.close()
-        server.log.flush()
+        worker.close()
+        worker.log.flush()
     return 0

@@ -28,6 +28,9 @@ and error bodies as the Runtime Interface Emulator renders them):
   to exit.
 - Anything else: 404, or 405 for a known path with another method.
 
+The HTTP side is flexilib's own protocol (`http/protocol.py`), with this
+class as its application: a parked `/next` is simply an exchange answered
+later, and requests a runtime pipelines behind it wait their turn there.
 The owner (`RuntimePool`) is told what happens through the `ApiOwner`
 methods; this module knows nothing of processes.
 """
@@ -39,12 +42,13 @@ import json
 import os
 import socket
 import time
-from collections import deque
 from typing import Protocol
 
-from httptools import HttpParserError, HttpRequestParser
-
-from flexilib.http.status import status_line
+from flexilib.http.connections import Connections
+from flexilib.http.exchange import Exchange
+from flexilib.http.protocol import HttpProtocol
+from flexilib.response import Response
+from flexilib.settings import Limits
 
 __all__ = [
     "MAX_PAYLOAD",
@@ -62,6 +66,9 @@ _PREFIX = b"/2018-06-01/runtime/"
 _NEXT = b"invocation/next"
 _INIT_ERROR = b"init/error"
 _JSON = b"application/json"
+_TEXT = b"text/plain; charset=utf-8"
+# a runtime keeps its connection between invocations; its bodies are counted here, streamed
+_LIMITS = Limits(keepalive_timeout=900.0, max_connections=64)
 _ACCEPTED = b'{"status":"OK"}'
 
 # RuntimeApi.state
@@ -207,8 +214,8 @@ class RuntimeApi:
         self.owner = owner
         self.state = STARTING
         self.invocation: Invocation | None = None
-        self._poll: _Connection | None = None
-        self._connections: set[_Connection] = set()
+        self._poll: Exchange | None = None  # a parked `/next`
+        self._connections = Connections(_LIMITS, loop.time)
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.bind(("127.0.0.1", 0))
         self._sock.listen(16)
@@ -216,14 +223,21 @@ class RuntimeApi:
         self.address = f"127.0.0.1:{self._sock.getsockname()[1]}"
         self._server: asyncio.AbstractServer | None = None
         self._serving = loop.create_task(self._serve())
+        self._ticker = loop.call_later(1.0, self._tick)
 
     async def _serve(self) -> None:
-        self._server = await self.loop.create_server(lambda: _Connection(self), sock=self._sock)
+        self._server = await self.loop.create_server(
+            lambda: HttpProtocol(self, self._connections, self.loop), sock=self._sock
+        )
+
+    def _tick(self) -> None:
+        self._connections.tick()
+        self._ticker = self.loop.call_later(1.0, self._tick)
 
     # -- handing over work ---------------------------------------------------------
     def deliver(self, invocation: Invocation) -> None:
         """Answer the parked `/next` with `invocation`; its deadline counts from now."""
-        connection, self._poll = self._poll, None
+        exchange, self._poll = self._poll, None
         self.state = BUSY
         self.invocation = invocation
         deadline_ms = time.time_ns() // 1_000_000 + int(invocation.timeout * 1000)
@@ -241,7 +255,7 @@ class RuntimeApi:
             headers.append(
                 b"Lambda-Runtime-Cognito-Identity: %s\r\n" % invocation.cognito_identity.encode()
             )
-        connection.respond(200, invocation.payload, b"".join(headers))
+        _reply(exchange, 200, invocation.payload, b"".join(headers))
 
     def abandon(self) -> Invocation | None:
         """Forget the current invocation (timed out, runtime stopping); a late answer gets 400."""
@@ -254,50 +268,50 @@ class RuntimeApi:
             return
         self.state = CLOSED
         self._poll = None
+        self._ticker.cancel()
         if self._server is not None:
             self._server.close()
         else:
             self._serving.cancel()
         self._sock.close()
-        for connection in list(self._connections):
-            connection.abort()
-        self._connections.clear()
+        self._connections.abort_all()
 
-    # -- requests from the runtime ---------------------------------------------------
-    def handle(
-        self, conn: _Connection, method: bytes, path: bytes, headers: dict, body: bytes | None
-    ) -> None:
-        """Route one complete request; `body` is bytes, or None when it was over MAX_PAYLOAD."""
+    # -- http.protocol.Application -------------------------------------------------------
+    def head(self, exchange: Exchange) -> bool:
+        """Route by path; POST bodies are streamed here, so their size is counted, not held."""
+        return exchange.request.raw_method == b"POST"
+
+    def start(self, exchange: Exchange) -> None:
+        request = exchange.request
         if self.state == CLOSED:
-            conn.respond(500, _error("InternalServerError", "Internal Server Error"))
+            _reply(exchange, 500, _error("InternalServerError", "Internal Server Error"))
             return
-        if not path.startswith(_PREFIX):
-            conn.respond(404, b"404 page not found\n", content_type=b"text/plain; charset=utf-8")
-            return
-        rest = path[len(_PREFIX) :]
+        path = request.raw_target.partition(b"?")[0]
+        rest = path[len(_PREFIX) :] if path.startswith(_PREFIX) else None
         if rest == _NEXT:
             want = b"GET"
-        elif rest == _INIT_ERROR:
-            want = b"POST"
-        elif rest.startswith(b"invocation/") and (
-            rest.endswith(b"/response") or rest.endswith(b"/error")
+        elif rest == _INIT_ERROR or (
+            rest is not None
+            and rest.startswith(b"invocation/")
+            and (rest.endswith(b"/response") or rest.endswith(b"/error"))
         ):
             want = b"POST"
         else:
-            conn.respond(404, b"404 page not found\n", content_type=b"text/plain; charset=utf-8")
+            _reply(exchange, 404, b"404 page not found\n", content_type=_TEXT)
             return
-        if method != want:
-            conn.respond(405, b"")
+        if request.raw_method != want:
+            _reply(exchange, 405, b"")
             return
         if rest == _NEXT:
-            self._next(conn)
-        elif rest == _INIT_ERROR:
-            self._init_error(conn, headers, body)
+            self._next(exchange)
         else:
-            request_id, _, verb = rest[len(b"invocation/") :].rpartition(b"/")
-            self._answer(conn, request_id.decode("latin-1"), verb == b"response", headers, body)
+            self.loop.create_task(self._post(exchange, rest))
 
-    def _next(self, conn: _Connection) -> None:
+    def finished(self, exchange: Exchange) -> None:
+        """Nothing to log: the invocation's outcome is what the server's log reports."""
+
+    # -- the endpoints ---------------------------------------------------------------------
+    def _next(self, exchange: Exchange) -> None:
         if self.state in (BUSY, FAILED) or self._poll is not None:
             why = (
                 "the current invocation has no answer yet" if self.state == BUSY else "not allowed"
@@ -306,25 +320,54 @@ class RuntimeApi:
                 f"State transition from {_STATE_NAMES[self.state]} to Ready failed for runtime. "
                 f"Error: {why}"
             )
-            conn.respond(403, _error("InvalidStateTransition", message))
+            _reply(exchange, 403, _error("InvalidStateTransition", message))
             return
         first = self.state == STARTING
         self.state = IDLE
-        self._poll = conn
-        conn.parked = True
+        self._poll = exchange
+        exchange.on_lost = self._poll_lost
         self.owner.api_idle(self, first)
 
+    def _poll_lost(self, exchange: Exchange) -> None:
+        if exchange is self._poll:
+            self._poll = None
+            if self.state == IDLE:
+                self.state = RUNNING  # not waiting any more; it may poll again
+
+    async def _post(self, exchange: Exchange, rest: bytes) -> None:
+        """Read a posted body (None past MAX_PAYLOAD: counted, not kept), then act on it."""
+        size = 0
+        chunks: list[bytes] | None = []
+        try:
+            while data := await exchange.receive():
+                size += len(data)
+                if size > MAX_PAYLOAD:
+                    chunks = None
+                elif chunks is not None:
+                    chunks.append(data)
+        except ConnectionResetError:
+            return  # the runtime went away mid-post
+        body = b"".join(chunks) if chunks is not None else None
+        headers = exchange.request.headers
+        error_type = headers.get("lambda-runtime-function-error-type", "")
+        if rest == _INIT_ERROR:
+            self._init_error(exchange, error_type, body)
+        else:
+            request_id, _, verb = rest[len(b"invocation/") :].rpartition(b"/")
+            self._answer(exchange, request_id.decode("latin-1"), verb, error_type, body)
+
     def _answer(
-        self, conn: _Connection, request_id: str, success: bool, headers: dict, body
+        self, exchange: Exchange, request_id: str, verb: bytes, error_type: str, body
     ) -> None:
         invocation = self.invocation
         if invocation is None or invocation.request_id != request_id:
-            conn.respond(400, _error("InvalidRequestID", "Invalid request ID"))
+            _reply(exchange, 400, _error("InvalidRequestID", "Invalid request ID"))
             return
         self.invocation = None
         self.state = RUNNING
         if body is None:
-            conn.respond(
+            _reply(
+                exchange,
                 413,
                 _error(
                     "RequestEntityTooLarge",
@@ -337,33 +380,21 @@ class RuntimeApi:
                 message=f"Response payload size exceeded maximum allowed payload size "
                 f"({MAX_PAYLOAD} bytes).",
             )
-        elif success:
-            conn.respond(202, _ACCEPTED)
+        elif verb == b"response":
+            _reply(exchange, 202, _ACCEPTED)
             outcome = Outcome(Outcome.RESPONSE, body=body)
         else:
-            conn.respond(202, _ACCEPTED)
-            error_type = headers.get(b"lambda-runtime-function-error-type", b"")
-            outcome = Outcome(Outcome.ERROR, body=body, error_type=error_type.decode("latin-1"))
+            _reply(exchange, 202, _ACCEPTED)
+            outcome = Outcome(Outcome.ERROR, body=body, error_type=error_type)
         self.owner.api_result(self, invocation, outcome)
 
-    def _init_error(self, conn: _Connection, headers: dict, body) -> None:
-        conn.respond(202, _ACCEPTED)
-        error_type = headers.get(b"lambda-runtime-function-error-type", b"").decode("latin-1")
+    def _init_error(self, exchange: Exchange, error_type: str, body: bytes | None) -> None:
+        _reply(exchange, 202, _ACCEPTED)
         outcome = Outcome(
             Outcome.ERROR, body=body or b"", error_type=error_type or "Runtime.InitError"
         )
         self.state = FAILED
         self.owner.api_init_error(self, outcome)
-
-    def attach(self, conn: _Connection) -> None:
-        self._connections.add(conn)
-
-    def lost(self, conn: _Connection) -> None:
-        self._connections.discard(conn)
-        if conn is self._poll:
-            self._poll = None
-            if self.state == IDLE:
-                self.state = RUNNING  # not waiting any more; it may poll again
 
 
 _STATE_NAMES = {
@@ -381,110 +412,11 @@ def _error(error_type: str, message: str) -> bytes:
     return json.dumps({"errorMessage": message, "errorType": error_type}).encode()
 
 
-class _Connection(asyncio.Protocol):
-    """One HTTP/1.1 connection from the runtime: requests answered in order, keep-alive."""
-
-    def __init__(self, api: RuntimeApi) -> None:
-        self.api = api
-        self.parser = HttpRequestParser(self)
-        self.transport: asyncio.Transport | None = None
-        self.parked = False  # a /next is waiting on this connection
-        self.pending: deque = deque()  # requests that arrived behind a parked one
-        self.url = b""
-        self.headers: dict[bytes, bytes] = {}
-        self.chunks: list[bytes] = []
-        self.size = 0
-        self.keep_alive = True
-        self.closed = False
-        self.draining = False
-
-    def connection_made(self, transport: asyncio.Transport) -> None:
-        self.transport = transport
-        if self.api.state == CLOSED:
-            transport.abort()
-            return
-        self.api.attach(self)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        self.pending.clear()
-        self.api.lost(self)
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            self.parser.feed_data(data)
-        except HttpParserError:
-            self.keep_alive = False
-            self.respond(400, _error("InvalidRequestFormat", "malformed HTTP request"))
-
-    # httptools callbacks
-    def on_message_begin(self) -> None:
-        self.url = b""
-        self.headers = {}
-        self.chunks = []
-        self.size = 0
-
-    def on_url(self, url: bytes) -> None:
-        self.url += url
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers[name.lower()] = value
-
-    def on_body(self, chunk: bytes) -> None:
-        self.size += len(chunk)
-        if self.size <= MAX_PAYLOAD:
-            self.chunks.append(chunk)
-        else:
-            self.chunks = []  # over the limit: keep reading, keep nothing
-
-    def on_message_complete(self) -> None:
-        body = b"".join(self.chunks) if self.size <= MAX_PAYLOAD else None
-        request = (
-            self.parser.get_method(),
-            self.url.partition(b"?")[0],
-            self.headers,
-            body,
-            self.parser.should_keep_alive(),
-        )
-        if self.parked or self.pending:
-            self.pending.append(request)
-        else:
-            self._handle(request)
-
-    def _handle(self, request: tuple) -> None:
-        method, path, headers, body, keep_alive = request
-        self.keep_alive = keep_alive
-        self.api.handle(self, method, path, headers, body)
-
-    def respond(
-        self, status: int, body: bytes, extra: bytes = b"", content_type: bytes = _JSON
-    ) -> None:
-        """Write one response; then close, or go on with the next request in line."""
-        self.parked = False
-        if self.closed:
-            return
-        head = b"%sContent-Type: %s\r\n%sContent-Length: %d\r\n%s\r\n" % (
-            status_line(status),
-            content_type,
-            extra,
-            len(body),
-            b"" if self.keep_alive else b"Connection: close\r\n",
-        )
-        self.transport.write(head + body)
-        if not self.keep_alive:
-            self.closed = True
-            self.transport.close()
-            return
-        if self.draining:
-            return  # the loop below, further up the stack, goes on
-        self.draining = True
-        try:
-            while self.pending and not self.parked and not self.closed:
-                self._handle(self.pending.popleft())
-        finally:
-            self.draining = False
-
-    def abort(self) -> None:
-        self.closed = True
-        if self.transport is not None:
-            self.transport.abort()
+def _reply(
+    exchange: Exchange, status: int, body: bytes, extra: bytes = b"", content_type: bytes = _JSON
+) -> None:
+    """Answer with `body` and our own (trusted) header lines."""
+    response = Response(body, status)
+    response.raw_headers = b"Content-Type: %s\r\n%s" % (content_type, extra)
+    response.typed = True
+    exchange.respond(response)

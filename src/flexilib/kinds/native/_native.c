@@ -40,8 +40,6 @@ static _Thread_local struct arena *arena;
 static pthread_key_t arena_key;
 static size_t prealloc_size = 8 * 1024; /* written and read with the GIL held */
 
-static const char CONTENT_TYPE_LINE[] = "Content-Type: text/plain\r\n";
-
 /* The thread's buffer at the configured size, or NULL (MemoryError set). */
 static struct arena *thread_arena(void)
 {
@@ -73,6 +71,24 @@ static int has_bad_byte(const char *bytes, size_t n)
         if (bytes[i] == '\r' || bytes[i] == '\n' || bytes[i] == '\0')
             return 1;
     return 0;
+}
+
+/*
+ * RFC 9110 token characters: what a header name may hold. The same rule as
+ * flexilib.http.headers.is_token, which every other handler kind goes through.
+ */
+static int is_token(const char *bytes, size_t n)
+{
+    static const char tchar[] = "!#$%&'*+-.^_`|~";
+    if (n == 0)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)bytes[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              (c != 0 && strchr(tchar, c) != NULL)))
+            return 0;
+    }
+    return 1;
 }
 
 /* ASCII case-insensitive equality with a lower-case literal (no locale involved). */
@@ -111,11 +127,12 @@ static PyObject *value_error(size_t i, const flexilib_header *h)
 }
 
 /*
- * Validates the response's header array and encodes the kept headers as
- * "Name: value\r\n" lines, adding Content-Type: text/plain when the library
- * set none. Returns a new bytes object, or NULL with an exception set.
+ * Validates the response's header array by the rules of flexilib.http.headers
+ * and encodes the kept headers as "Name: value\r\n" lines; *typed says
+ * whether one is a Content-Type (the writer adds the default otherwise).
+ * Returns a new bytes object, or NULL with an exception set.
  */
-static PyObject *encode_headers(const flexilib_response *r)
+static PyObject *encode_headers(const flexilib_response *r, int *typed_out)
 {
     size_t size = 0;
     int typed = 0;
@@ -132,8 +149,10 @@ static PyObject *encode_headers(const flexilib_response *r)
             return PyErr_Format(ResponseError, "header %zu has an empty name", i);
         if (h->name_len > PY_SSIZE_T_MAX / 4 || h->value_len > PY_SSIZE_T_MAX / 4)
             return PyErr_Format(ResponseError, "header %zu is too long", i);
-        if (has_bad_byte(h->name_ptr, h->name_len))
-            return PyErr_Format(ResponseError, "header %zu: name holds CR, LF or NUL", i);
+        if (!is_token(h->name_ptr, h->name_len))
+            return PyErr_Format(ResponseError,
+                                "header %zu: name is not a token (no CR, LF or NUL, ':' or space)",
+                                i);
         if (has_bad_byte(h->value_ptr, h->value_len))
             return value_error(i, h);
         if (is_framing(h))
@@ -143,8 +162,7 @@ static PyObject *encode_headers(const flexilib_response *r)
         if (size > PY_SSIZE_T_MAX / 2)
             return PyErr_Format(ResponseError, "headers are too long");
     }
-    if (!typed)
-        size += sizeof CONTENT_TYPE_LINE - 1;
+    *typed_out = typed;
 
     PyObject *encoded = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)size);
     if (encoded == NULL)
@@ -160,14 +178,12 @@ static PyObject *encode_headers(const flexilib_response *r)
             put(&at, h->value_ptr, h->value_len);
         put(&at, "\r\n", 2);
     }
-    if (!typed)
-        put(&at, CONTENT_TYPE_LINE, sizeof CONTENT_TYPE_LINE - 1);
     return encoded;
 }
 
 /*
  * Copies a validated response out of the library's memory into
- * result[0..3] = status, reason or None, body, encoded headers.
+ * result[0..4] = status, reason or None, body, encoded headers, has Content-Type.
  * Returns 0, or -1 with an exception set (result items then released).
  */
 static int copy_response(const flexilib_response *r, PyObject *result[])
@@ -195,10 +211,12 @@ static int copy_response(const flexilib_response *r, PyObject *result[])
     else
         result[1] = PyUnicode_DecodeLatin1(r->reason_ptr, (Py_ssize_t)r->reason_len, NULL);
     result[2] = PyBytes_FromStringAndSize(r->len ? r->ptr : "", (Py_ssize_t)r->len);
-    result[3] = encode_headers(r);
-    if (result[0] && result[1] && result[2] && result[3])
+    int typed = 0;
+    result[3] = encode_headers(r, &typed);
+    result[4] = PyBool_FromLong(typed);
+    if (result[0] && result[1] && result[2] && result[3] && result[4])
         return 0;
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 5; i++)
         Py_CLEAR(result[i]);
     return -1;
 }
@@ -217,7 +235,7 @@ static int check_header(PyObject *item)
 
 /*
  * call(handle_request, request_deinit, method, target, headers, body)
- *   -> (status, reason, body, raw_headers, elapsed, prealloc, alloc)
+ *   -> (status, reason, body, raw_headers, typed, elapsed, prealloc, alloc)
  */
 static PyObject *native_call(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -306,7 +324,7 @@ static PyObject *native_call(PyObject *module, PyObject *const *args, Py_ssize_t
         return NULL;
     }
     /* Copy out (or fail) while the library's memory is still valid, then release it. */
-    PyObject *items[7] = {NULL};
+    PyObject *items[8] = {NULL};
     int copied = copy_response(response, items);
     if (deinit != NULL) {
         /* A pending exception stays with this thread's state meanwhile. */
@@ -317,13 +335,13 @@ static PyObject *native_call(PyObject *module, PyObject *const *args, Py_ssize_t
     if (copied < 0)
         return NULL;
     alloc += BYTES_LEN(items[2]) + BYTES_LEN(items[3]);
-    items[4] = PyFloat_FromDouble(elapsed);
-    items[5] = PyLong_FromSize_t(prealloc);
-    items[6] = PyLong_FromSize_t(alloc);
+    items[5] = PyFloat_FromDouble(elapsed);
+    items[6] = PyLong_FromSize_t(prealloc);
+    items[7] = PyLong_FromSize_t(alloc);
     PyObject *result = NULL;
-    if (items[4] && items[5] && items[6])
-        result = PyTuple_New(7);
-    for (int i = 0; i < 7; i++) {
+    if (items[5] && items[6] && items[7])
+        result = PyTuple_New(8);
+    for (int i = 0; i < 8; i++) {
         if (result != NULL)
             PyTuple_SET_ITEM(result, i, items[i]); /* the tuple takes the reference */
         else
@@ -354,8 +372,9 @@ static PyMethodDef methods[] = {
      "Call a native handler through the flexilib C interface.\n\n"
      "handle_request and request_deinit are function addresses (request_deinit 0\n"
      "if the library has none). Returns (status, reason or None, body,\n"
-     "raw_headers, elapsed, prealloc, alloc): raw_headers are encoded\n"
-     "'Name: value\\r\\n' lines without framing headers, elapsed the seconds\n"
+     "raw_headers, typed, elapsed, prealloc, alloc): raw_headers are encoded\n"
+     "'Name: value\\r\\n' lines without framing headers, typed whether one\n"
+     "is a Content-Type, elapsed the seconds\n"
      "handle_request ran, prealloc and alloc the bytes used in the thread's\n"
      "buffer and allocated for this request. Raises ResponseError for a\n"
      "response that must not be sent."},

@@ -109,7 +109,7 @@ class NativeHandler(Handler):
     def call(self, request: Request) -> Response:
         """Call `handle_request` through the C extension; a bad response is a HandlerError."""
         try:
-            status, reason, body, raw_headers, elapsed, prealloc, alloc = _native.call(
+            status, reason, body, raw_headers, typed, elapsed, prealloc, alloc = _native.call(
                 self._handle_request,
                 self._deinit,
                 request.raw_method,
@@ -121,6 +121,7 @@ class NativeHandler(Handler):
             raise HandlerError(f"{self.spec.path}: {exc}") from None
         response = Response(body, status, reason=reason)
         response.raw_headers = raw_headers
+        response.typed = typed
         response.elapsed = elapsed
         response.prealloc = prealloc
         response.alloc = alloc

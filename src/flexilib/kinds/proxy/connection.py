@@ -1,9 +1,9 @@
 """One connection to an upstream: requests written with flow control, responses parsed by llhttp.
 
 The response arrives as a head (`await head()`) and then body pieces
-(`await read()`, b"" at its end). Body bytes wait in a small buffer; past
-`HIGH_WATER` reading from the upstream pauses until the proxy has passed them
-on, so a fast upstream and a slow client cost a buffer, not the body.
+(`await read()`, b"" at its end). Body bytes wait in a `http.flow.ReadBuffer`:
+past its high-water mark reading from the upstream pauses until the proxy has
+passed them on, so a fast upstream and a slow client cost a buffer, not the body.
 
 Waits on the upstream are timed (`timeout`, the rule's `read_timeout`),
 except while a request body is still being written (`sending`): an upstream
@@ -16,13 +16,11 @@ longer parsed, and `read()` returns them as they come.
 from __future__ import annotations
 
 import asyncio
-from collections import deque
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
-if TYPE_CHECKING:
-    from flexilib.kinds.proxy.pool import ConnectionPool
+from flexilib.http.flow import ReadBuffer
 
 __all__ = [
     "UpstreamClosed",
@@ -31,9 +29,6 @@ __all__ = [
     "UpstreamProtocolError",
     "UpstreamTimeout",
 ]
-
-HIGH_WATER = 256 * 1024
-LOW_WATER = 64 * 1024
 
 # how the response body is delimited
 NONE, LENGTH, CHUNKED, CLOSE = 0, 1, 2, 3
@@ -56,12 +51,19 @@ class UpstreamProtocolError(UpstreamError):
 
 
 class UpstreamConnection(asyncio.Protocol):
-    """See the module docstring. Created by `ConnectionPool`."""
+    """See the module docstring. Created by `ConnectionPool`, which it tells when it opens and closes."""
 
-    def __init__(self, pool: ConnectionPool) -> None:
-        self.pool = pool
-        self.loop = pool.loop
-        self.timeout = pool.options.read_timeout
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        timeout: float,
+        opened: Callable[[UpstreamConnection], None],
+        closed: Callable[[UpstreamConnection], None],
+    ) -> None:
+        self.loop = loop
+        self.timeout = timeout  # the rule's read_timeout
+        self._opened = opened
+        self._closed = closed
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.reused = False  # handed out from the idle pool (it may have gone stale)
@@ -73,9 +75,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._head_only = False
         self._interim = False  # inside a 1xx response other than 101: skipped
         self._error: UpstreamError | None = None
-        self._chunks: deque[bytes] = deque()
-        self._buffered = 0
-        self._read_paused = False
+        self._body = ReadBuffer(self._pause_reading, self._resume_reading)
         self._write_paused = False
         self._waiter: asyncio.Future | None = None  # the reader (head, body)
         self._drainer: asyncio.Future | None = None  # the writer (request body)
@@ -127,7 +127,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     async def read(self, timed: bool = True) -> bytes:
         """The next piece of the body (or of the raw stream); b"" at its end."""
-        while not self._chunks:
+        while not self._body:
             if self.complete:
                 return b""
             if self._error is not None:
@@ -137,16 +137,14 @@ class UpstreamConnection(asyncio.Protocol):
 
     def buffered(self) -> bytes:
         """What has arrived of the body and not been read yet (b"" if nothing), at once."""
-        chunks = self._chunks
-        if not chunks:
-            return b""
-        data = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
-        chunks.clear()
-        self._buffered = 0
-        if self._read_paused and not self.closed:
-            self._read_paused = False
+        return self._body.take_all()
+
+    def _pause_reading(self) -> None:
+        self.transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if not self.closed:
             self.transport.resume_reading()
-        return data
 
     def done_sending(self) -> None:
         """The request body is all written (or abandoned): waits for the response are timed now."""
@@ -208,11 +206,11 @@ class UpstreamConnection(asyncio.Protocol):
     # -- asyncio.Protocol ------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:
         self.transport = transport
-        self.pool.opened(self)
+        self._opened(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self.pool.discard(self)
+        self._closed(self)
         if self._active and not self.complete:
             if self.raw or (self.head_done and self.framing == CLOSE):
                 self.complete = True  # the body ends where the connection does
@@ -251,11 +249,7 @@ class UpstreamConnection(asyncio.Protocol):
             self.fail(UpstreamProtocolError(f"sent a malformed response: {exc}"))
 
     def _keep(self, data: bytes) -> None:
-        self._chunks.append(data)
-        self._buffered += len(data)
-        if self._buffered > HIGH_WATER and not self._read_paused:
-            self._read_paused = True
-            self.transport.pause_reading()
+        self._body.put(data)
         self._wake()
 
     # -- llhttp callbacks ------------------------------------------------------------

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 
-from flexilib.http.exchange import Exchange
 from flexilib.http.status import phrase
 from flexilib.kinds.proxy.connection import (
     LENGTH,
@@ -36,6 +35,7 @@ from flexilib.kinds.proxy.tunnel import run_tunnel
 from flexilib.kinds.proxy.upstream import Balancer, Upstream
 from flexilib.log import diag, format_client
 from flexilib.request import Request
+from flexilib.runtime.handler import Stream
 
 __all__ = ["Proxy"]
 
@@ -69,19 +69,19 @@ class Proxy:
         for upstream in self.upstreams:
             upstream.pool.close()
 
-    async def forward(self, request: Request, exchange: Exchange) -> None:
-        """Answer `request` through `exchange` from an upstream (see the module docstring)."""
-        await _Forwarding(self, request, exchange).run()
+    async def forward(self, request: Request, stream: Stream) -> None:
+        """Answer `request` through `stream` from an upstream (see the module docstring)."""
+        await _Forwarding(self, request, stream).run()
 
 
 class _Forwarding:
     """The state of one request on its way through the proxy, across attempts."""
 
-    def __init__(self, proxy: Proxy, request: Request, exchange: Exchange) -> None:
+    def __init__(self, proxy: Proxy, request: Request, stream: Stream) -> None:
         self.proxy = proxy
         self.request = request
-        self.exchange = exchange
-        self.upgrade = exchange.wants_upgrade
+        self.stream = stream
+        self.upgrade = stream.wants_upgrade
         self.client_ip = request.client[0].encode() if request.client else b"unknown"
         chunked, self.length = body_framing(request.raw_headers)
         self.streamed = chunked or bool(self.length)  # the body is copied as it arrives
@@ -90,12 +90,12 @@ class _Forwarding:
         self.retry_ok = False
 
     async def run(self) -> None:
-        exchange = self.exchange
+        stream = self.stream
         proxy = self.proxy
         small = self.length is not None and self.length <= SMALL_BODY
-        if self.streamed and (small or exchange.body_complete):
+        if self.streamed and (small or stream.body_complete):
             try:
-                self.body = await _read_all(exchange)
+                self.body = await _read_all(stream)
             except ConnectionResetError:
                 return  # the client left before its body was in: nobody to answer
             self.streamed, self.length = False, len(self.body)
@@ -107,7 +107,7 @@ class _Forwarding:
             if upstream is None:
                 if not tried:
                     self._log(None, "every upstream is taken out after failures")
-                _answer(exchange, 502, b"Bad Gateway: no upstream available\n")
+                _answer(stream, 502, b"Bad Gateway: no upstream available\n")
                 return
             try:
                 connection = await upstream.pool.acquire(fresh)
@@ -140,7 +140,7 @@ class _Forwarding:
         request = self.request
         head = request_head(
             request.raw_method,
-            upstream.map_target(request.raw_target, self.exchange.route_prefix),
+            upstream.map_target(request.raw_target, request.route_prefix),
             request.raw_headers,
             host=upstream.host_header,
             preserve_host=self.proxy.options.preserve_host,
@@ -155,7 +155,7 @@ class _Forwarding:
             connection.sending = True
             connection.write(head)
             pump = self.proxy.loop.create_task(
-                _send_body(self.exchange, connection, self.length is None)
+                _send_body(self.stream, connection, self.length is None)
             )
         elif self.body:
             connection.writelines([head, self.body])
@@ -169,15 +169,15 @@ class _Forwarding:
                 connection.abort()
 
     async def _respond(self, upstream: Upstream, connection: UpstreamConnection) -> None:
-        exchange = self.exchange
+        stream = self.stream
         try:
             await connection.head()
         except UpstreamTimeout as exc:
             self._failed(upstream, f"no response: {exc}", 504)
-            _answer(exchange, 504, b"Gateway Timeout\n")
+            _answer(stream, 504, b"Gateway Timeout\n")
             return
         except UpstreamError as exc:
-            if exchange.client_closed:
+            if stream.client_closed:
                 return  # the client went away while sending the body: nothing to answer
             if isinstance(exc, UpstreamClosed) and not connection.received:
                 if connection.reused:
@@ -190,20 +190,20 @@ class _Forwarding:
                         raise _Retry(fresh=False) from None
             else:
                 self._log(upstream, str(exc))
-            _answer(exchange, 502, b"Bad Gateway\n")
+            _answer(stream, 502, b"Bad Gateway\n")
             return
         status = connection.status
         if status == 101:
             if not self.upgrade:
                 self._log(upstream, "answered 101 to a request that asked for no upgrade")
-                _answer(exchange, 502, b"Bad Gateway\n")
+                _answer(stream, 502, b"Bad Gateway\n")
                 return
-            exchange.start(101, response_headers(connection.headers, upgrade=True))
-            await run_tunnel(exchange.tunnel(), connection)
+            stream.start(101, response_headers(connection.headers, upgrade=True))
+            await run_tunnel(stream.tunnel(), connection)
             return
         reason = connection.reason
         length = connection.length if connection.framing in (LENGTH, NONE) else None
-        exchange.start(
+        stream.start(
             status,
             response_headers(connection.headers),
             None if reason.decode("latin-1") == phrase(status) else reason.decode("latin-1"),
@@ -215,17 +215,17 @@ class _Forwarding:
                 data = await connection.read()
                 if not data:
                     return
-                await exchange.send(data)
-                if exchange.client_closed:
+                await stream.send(data)
+                if stream.client_closed:
                     connection.abort()
                     return
         except UpstreamError as exc:
-            what = f"{exc} after {exchange.sent} body bytes; closing the client's connection"
+            what = f"{exc} after {stream.sent} body bytes; closing the client's connection"
             if isinstance(exc, UpstreamTimeout):
                 self._failed(upstream, what)
             else:
                 self._log(upstream, what)
-            exchange.abort()
+            stream.abort()
 
     # -- logging ------------------------------------------------------------------------
     def _failed(self, upstream: Upstream, what: str, status: int | None = None) -> None:
@@ -245,11 +245,11 @@ class _Forwarding:
         diag(f"proxy: {client} {request.method} {target}: upstream {where}: {what}")
 
 
-async def _send_body(exchange: Exchange, connection: UpstreamConnection, chunked: bool) -> None:
+async def _send_body(stream: Stream, connection: UpstreamConnection, chunked: bool) -> None:
     """Copy the request body upstream as it arrives, at the pace the upstream reads it."""
     try:
         while True:
-            data = await exchange.receive()
+            data = await stream.receive()
             if not data:
                 break
             if chunked:
@@ -267,22 +267,22 @@ async def _send_body(exchange: Exchange, connection: UpstreamConnection, chunked
         connection.done_sending()
 
 
-async def _read_all(exchange: Exchange) -> bytes:
+async def _read_all(stream: Stream) -> bytes:
     pieces = []
     while True:
-        data = await exchange.receive()
+        data = await stream.receive()
         if not data:
             return b"".join(pieces)
         pieces.append(data)
 
 
-def _answer(exchange: Exchange, status: int, text: bytes) -> None:
+def _answer(stream: Stream, status: int, text: bytes) -> None:
     """Answer with a short text, or break the connection if a response was already begun."""
-    if exchange.started:
-        exchange.abort()
+    if stream.started:
+        stream.abort()
     else:
-        exchange.start(status, _TEXT, length=len(text))
-        exchange.write(text)
+        stream.start(status, _TEXT, length=len(text))
+        stream.write(text)
 
 
 def _connect_error(exc: BaseException, timeout: float) -> str:

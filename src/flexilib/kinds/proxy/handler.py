@@ -13,12 +13,11 @@ import asyncio
 from typing import ClassVar
 
 from flexilib.config import HandlerSpec
-from flexilib.http.exchange import Exchange
 from flexilib.kinds.proxy.forward import Proxy
 from flexilib.kinds.proxy.options import ProxyOptions, parse_options
 from flexilib.kinds.proxy.upstream import Upstream, parse_upstream
 from flexilib.request import Request
-from flexilib.runtime.handler import Handler
+from flexilib.runtime.handler import Handler, Stream
 
 __all__ = ["ProxyHandler"]
 
@@ -43,12 +42,12 @@ class ProxyHandler(Handler):
     def load(self) -> None:
         self._upstreams = [Upstream(url) for url in self.spec.path.split()]
 
-    async def stream(self, request: Request, exchange: Exchange) -> None:
+    async def stream(self, request: Request, stream: Stream) -> None:
         proxy = self._proxy
         if proxy is None:
             loop = asyncio.get_running_loop()
             proxy = self._proxy = Proxy(self._upstreams, self.settings, loop)
-        await proxy.forward(request, exchange)
+        await proxy.forward(request, stream)
 
     def close(self) -> None:
         if self._proxy is not None:

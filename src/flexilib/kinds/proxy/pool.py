@@ -68,7 +68,9 @@ class ConnectionPool:
         try:
             _, connection = await asyncio.wait_for(
                 self.loop.create_connection(
-                    lambda: UpstreamConnection(self),
+                    lambda: UpstreamConnection(
+                        self.loop, self.options.read_timeout, self.opened, self.discard
+                    ),
                     upstream.host,
                     upstream.port,
                     ssl=upstream.ssl,

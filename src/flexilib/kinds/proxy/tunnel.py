@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 
-from flexilib.http.exchange import Tunnel
 from flexilib.kinds.proxy.connection import UpstreamConnection, UpstreamError
+from flexilib.runtime.handler import Tunnel
 
 __all__ = ["run_tunnel"]
 

@@ -1,0 +1,66 @@
+"""The open connections of one listener, and the one clock their timeouts run on.
+
+Timeouts cost no timer per request: each connection keeps a deadline on the
+coarse clock `now`, and `tick()`, once a second, closes the ones past it
+and refreshes the `Date` header every response carries. `tick()` is called
+by the owner of the listener (a worker's loop, a Runtime API endpoint).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from email.utils import formatdate
+from typing import Protocol
+
+from flexilib.settings import Limits
+
+__all__ = ["Connections"]
+
+SERVER_NAME = b"flexilib"
+
+
+class Timed(Protocol):
+    """What the listener asks of a connection (implemented by `HttpProtocol`)."""
+
+    deadline: float  # on the `now` clock; 0: none
+
+    def timed_out(self) -> None: ...
+    def close_idle(self) -> None: ...
+    def abort(self) -> None: ...
+
+
+class Connections:
+    """Shared by every connection of a listener: limits, clock, `Date`, stopping."""
+
+    __slots__ = ("limits", "open", "now", "default_headers", "stopping", "_clock")
+
+    def __init__(self, limits: Limits, clock: Callable[[], float]) -> None:
+        self.limits = limits
+        self.open: set[Timed] = set()
+        self._clock = clock  # the loop's `time`: the deadlines' time base
+        self.now = clock()
+        self.default_headers = b""
+        self.stopping = False  # answer with `Connection: close`, close idle connections
+        self._stamp()
+
+    def _stamp(self) -> None:
+        date = formatdate(time.time(), usegmt=True).encode()
+        self.default_headers = b"Server: %s\r\nDate: %s\r\n" % (SERVER_NAME, date)
+
+    def tick(self) -> None:
+        """Once a second: the `Date` header, and connections past their deadline."""
+        self.now = now = self._clock()
+        self._stamp()
+        for connection in [c for c in self.open if 0 < c.deadline < now]:
+            connection.timed_out()
+
+    def stop(self) -> None:
+        """Graceful stop: finish what is owed, close the rest."""
+        self.stopping = True
+        for connection in list(self.open):
+            connection.close_idle()
+
+    def abort_all(self) -> None:
+        for connection in list(self.open):
+            connection.abort()
