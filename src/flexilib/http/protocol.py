@@ -124,14 +124,6 @@ class HttpProtocol(asyncio.Protocol):
         self.tunnel: Tunnel | None = None
 
     # -- for exchanges (`exchange.Connection`) ---------------------------------------
-    @property
-    def default_headers(self) -> bytes:
-        return self.connections.default_headers
-
-    @property
-    def stopping(self) -> bool:
-        return self.connections.stopping
-
     def write(self, data: bytes) -> None:
         if not self.closing:
             self.transport.write(data)

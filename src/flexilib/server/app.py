@@ -73,7 +73,10 @@ class App:
             slot.wait(partial(self._ready, exchange))
             return
         exchange.handler = handler
-        self._run(exchange, handler)
+        if handler.mode == "sync":  # the common case, without one more call
+            self.dispatcher.run(handler, exchange.request, self._deliver, exchange)
+        else:
+            self._run(exchange, handler)
 
     def finished(self, exchange: Exchange) -> None:
         end = perf_counter()
