@@ -88,9 +88,7 @@ class Waiter:
 @pytest.fixture
 def loop():
     loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)  # the slot asks for the running loop only while it runs
     yield loop
-    asyncio.set_event_loop(None)
     loop.close()
 
 
