@@ -216,11 +216,14 @@ def resolve(flags: Mapping[str, object], environ: Mapping[str, str] | None = Non
     environ = os.environ if environ is None else environ
     values: dict[str, object] = {}
     limits: dict[str, object] = {}
+    sources: dict[str, str] = {}  # option name -> the flag or variable that gave it
     for option in OPTIONS:
         flag = flags.get(option.name)
         if flag is not None and flag != "":
+            sources[option.name] = option.flag
             value = _value(option, str(flag), option.flag)
         elif option.variable and environ.get(option.variable, "").strip():
+            sources[option.name] = option.variable
             value = _value(option, environ[option.variable].strip(), option.variable)
         else:
             continue
@@ -235,6 +238,7 @@ def resolve(flags: Mapping[str, object], environ: Mapping[str, str] | None = Non
         values["max_threads"] = max(threads, Settings.max_threads)
     elif values["max_threads"] < threads:
         raise SettingsError(
-            f"SERVER_MAX_THREADS ({values['max_threads']}) is below SERVER_THREAD_COUNT ({threads})"
+            f"{sources['max_threads']} ({values['max_threads']}) is below"
+            f" {sources.get('threads', 'the number of CPUs')} ({threads})"
         )
     return replace(Settings(**values), limits=Limits(**limits))

@@ -1,4 +1,4 @@
-"""proxy.ini parsing, routing order, and the `flexilib` command line."""
+"""Routing order through a real server, and the `flexilib` command line (parsing: tests/unit)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,6 @@ from pathlib import Path
 import pytest
 import requests
 from conftest import REPO, free_port
-
-from flexilib.config import ConfigError, load_config, parse_config
-from flexilib.runtime.handler import validate_rules
 
 ORIGINAL = REPO / "tests" / "data" / "original-proxy.ini"
 
@@ -26,69 +23,6 @@ def flexilib(*args: str, env: dict | None = None, cwd: Path | None = None, timeo
         cwd=cwd,
         timeout=timeout,
     )
-
-
-def test_the_original_projects_proxy_ini_parses_unmodified():
-    rules = load_config(ORIGINAL)
-    assert [r.describe() for r in rules] == ["host: iam /", "/c", "/"]
-    assert rules[0].header_name == b"host" and rules[0].value_prefix == b"iam"
-    assert rules[1].spec.path == str(
-        REPO / "tests/data/zig-out/lib/libfaas-proxy-sample-lib-in-c.so"
-    )
-    assert rules[0].spec == rules[2].spec  # same TARGET: one handler
-
-
-def test_comments_blank_lines_indentation_and_kinds(tmp_path):
-    text = """
-    # a comment
-      /a = a.so   # trailing comment
-    /b = b.py
-    /c = python:c.py:run
-    /d = lambda:d.py:handler timeout=5 env.STAGE=dev
-    /e = worker:e.py env.NAME=x
-    /f = http://127.0.0.1:9 http://127.0.0.1:10 connect_timeout=1
-    /g = lambda-runtime:rt/bootstrap concurrency=2
-    /h = /abs/path/lib.so
-    """
-    rules = parse_config(text, tmp_path / "proxy.ini")
-    kinds = [(r.describe(), r.spec.kind) for r in rules]
-    assert kinds == [
-        ("/a", "native"),
-        ("/b", "python"),
-        ("/c", "python"),
-        ("/d", "lambda"),
-        ("/e", "worker"),
-        ("/f", "proxy"),
-        ("/g", "lambda-runtime"),
-        ("/h", "native"),
-    ]
-    assert rules[0].spec.path == str(tmp_path / "a.so")
-    assert rules[2].spec.func == "run" and rules[1].spec.func == "handle_request"
-    assert rules[3].spec.options == (("timeout", "5"), ("env.STAGE", "dev"))
-    assert rules[5].spec.path == "http://127.0.0.1:9 http://127.0.0.1:10"
-    assert rules[7].spec.path == "/abs/path/lib.so"
-
-
-@pytest.mark.parametrize(
-    "line, message",
-    [
-        ("/a = a.so\n/a = b.so", "duplicate KEY '/a' (first on line 2)"),
-        ("/a a.so", "expected 'KEY = TARGET'"),
-        ("/a = ftp://x", "unknown target kind 'ftp:'"),
-        ("/a = a.so speed", "malformed option 'speed'"),
-        ("/a = a.so colour=red", "unknown option 'colour'"),
-        ("Host: iam = a.so", "needs '<Header-Name>: <value-prefix> <path-prefix>'"),
-        ("/a = lambda:a.py", "must be 'lambda:FILE.py:FUNCTION'"),
-        ("/a =", "no TARGET"),
-        ("host: a /x = a.so\nHOST: a /x = b.so", "duplicate KEY"),
-    ],
-)
-def test_config_errors_name_file_and_line(tmp_path, line, message):
-    path = tmp_path / "proxy.ini"
-    with pytest.raises(ConfigError) as caught:
-        validate_rules(parse_config("# first line\n" + line, path), path)
-    assert message in str(caught.value)
-    assert str(caught.value).startswith(f"{path}:{2 + line.count(chr(10))}:")  # the last line
 
 
 def test_first_match_wins_and_header_rules(start_server, examples_built, tmp_path):

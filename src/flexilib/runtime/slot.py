@@ -135,10 +135,13 @@ class HandlerSlot:
                     waiter(None, cause)
             else:
                 diag(f"reload failed, version {self.version} keeps serving: {cause}")
+            if self._retired:
+                self._close_if_idle()  # retire() left the idle version to this load
             self._again()
             return
         if self._retired and not self._waiters:
             handler.close()  # nothing routed here is waiting for it any more
+            self._close_if_idle()  # nor for the version it was to replace
             return
         self.version += 1
         if self._on_loaded is not None and not self._retired:
