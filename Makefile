@@ -11,8 +11,8 @@ serve: $(VENV)/.installed examples  ## serve the bundled proxy.ini on port 8069
 test: $(VENV)/.installed examples  ## run the test suite against real server processes
 	$(BIN)/python -m pytest -q
 
-examples:  ## build the example native libraries into lib/
-	$(MAKE) -s -C examples
+examples:  ## build the example native libraries into lib/ (Zig with the venv's ziglang)
+	$(MAKE) -s -C examples ZIG_PYTHON=$(abspath $(BIN))/python
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check src tests bench
