@@ -27,7 +27,8 @@
  *
  * Semantics, as std.heap.ArenaAllocator: allocations bump a pointer in the
  * newest chunk; resize grows or shrinks the most recent allocation in place
- * and shrinks any other; free gives back only the most recent allocation.
+ * and shrinks any other; free does nothing (the table below says why; the
+ * reset after the request frees everything).
  * A full chunk is followed by a new one at least as big as the arena so far,
  * so a request needs O(log n) chunks. The arena's capacity is capped at
  * ZIG_ARENA_LIMIT per request: past it, alloc returns null (Zig's
@@ -152,22 +153,38 @@ static bool zig_resize(void *ctx, unsigned char *buf, size_t len, uint8_t log2_a
     return true;
 }
 
-static void zig_free(void *ctx, unsigned char *buf, size_t len, uint8_t log2_align,
-                     size_t ret_addr)
+/*
+ * Zig 0.13's free, and Zig 0.14's remap and free (see the table below): does
+ * nothing, and returns null, which remap's callers read as "cannot remap".
+ */
+static unsigned char *zig_free(void *ctx, unsigned char *buf, size_t len, uint8_t log2_align,
+                               size_t ret_addr)
 {
+    (void)ctx;
+    (void)buf;
+    (void)len;
     (void)log2_align;
     (void)ret_addr;
-    struct zig_arena *a = ctx;
-    if (is_last(a, buf, len))
-        a->end -= len;
+    return NULL;
 }
 
-/* std.mem.Allocator.VTable, in Zig 0.13's field order. */
+/*
+ * std.mem.Allocator.VTable, in Zig 0.13's field order: alloc, resize, free.
+ * Zig 0.14 added remap before free, with free's arguments plus new_len, and
+ * returning the moved pointer or null. A fourth entry and a free that returns
+ * null serve both: a 0.14 library's remap gets null and falls back to
+ * alloc, copy, free (as Zig does for any allocator that cannot remap); a 0.13
+ * library ignores free's result and never reads the fourth entry. That is why
+ * free does not give back the most recent allocation, as ArenaAllocator's
+ * does: called as remap, it would give back the bytes about to be copied.
+ * Without the fourth entry a 0.14 library's responses came out corrupt.
+ */
 static const struct {
     unsigned char *(*alloc)(void *, size_t, uint8_t, size_t);
     bool (*resize)(void *, unsigned char *, size_t, uint8_t, size_t, size_t);
-    void (*free)(void *, unsigned char *, size_t, uint8_t, size_t);
-} vtable = {zig_alloc, zig_resize, zig_free};
+    unsigned char *(*free_or_remap)(void *, unsigned char *, size_t, uint8_t, size_t);
+    unsigned char *(*free)(void *, unsigned char *, size_t, uint8_t, size_t);
+} vtable = {zig_alloc, zig_resize, zig_free, zig_free};
 
 int zig_arena_setup(void)
 {
