@@ -68,11 +68,11 @@ def build_zig_library(source: str | Path, out: Path, optimize: str = "ReleaseSaf
     """Compile a Zig 0.13 file (from tests/native, or a path) into a shared library.
 
     Uses the ziglang package of the test extras, as `make examples` does; the
-    library imports `flexilib` (include/flexilib.zig). The compiler's cache is
-    shared with the examples' build, so a rebuild only compiles what changed.
-    ReleaseSafe keeps Zig's checks (alignment, bounds) but takes ~15-25 s a
-    build here, for its panic and stack-trace code; ReleaseFast takes well
-    under a second, for tests that need many builds.
+    library imports `flexilib` (include/flexilib.zig). ReleaseSafe keeps Zig's
+    checks (alignment, bounds) but took 15-30 s a build on the 2-core test
+    machine, for its panic and stack-trace code (`zig build-lib` does not
+    cache the library itself); ReleaseFast took under a second, for tests
+    that need many builds.
     """
     source = Path(source)
     if not source.is_absolute():

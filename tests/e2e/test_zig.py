@@ -10,6 +10,7 @@ the host side (src/flexilib/kinds/native/zigarena.c) is checked through Zig's ow
 
 from __future__ import annotations
 
+import ctypes
 import re
 import threading
 import time
@@ -19,6 +20,8 @@ import pytest
 import requests
 from conftest import NATIVE_SOURCES, RawClient, build_zig_library, wait_until
 from test_lifecycle import Load, install, report, wait_for_version
+
+from flexilib.kinds.native import _native
 
 LIMIT_KIB = 64 * 1024  # ZIG_ARENA_LIMIT in zigarena.h
 
@@ -88,6 +91,35 @@ def test_access_log_reports_the_arena(start_server, zig_lib):
     assert figures[0][0] == figures[1][0] == 16 * 1024
     assert figures[0][1] >= 16 * 1024  # at least the pre-warm; more if this thread grew it before
     assert figures[1][1] >= 16 * 1024 + 64 * 1024  # the pre-warm plus a chunk for 64 KiB
+
+
+def test_arena_figures_and_what_a_thread_keeps(zig_lib):
+    """In process: `_native.call`'s figures on a fresh thread, and the 4 MiB kept at most."""
+    lib = ctypes.CDLL(str(zig_lib))
+    handle, zig_init = (
+        ctypes.cast(f, ctypes.c_void_p).value for f in (lib.handle_request, lib.zigInit)
+    )
+
+    def fill(kib: int) -> tuple[int, int]:
+        headers = [(b"x-op", b"fill"), (b"x-kib", str(kib).encode())]
+        result = _native.call(handle, 0, b"GET", b"/", headers, b"", zig_init)
+        assert result[2] == f"filled {kib} KiB".encode()
+        return result[5], result[6]  # pre-alloc, alloc
+
+    figures: list[tuple[int, int]] = []
+    thread = threading.Thread(  # a thread of its own: an arena of its own, fresh
+        target=lambda: figures.extend(fill(kib) for kib in (1, 64, 1, 5 * 1024, 1))
+    )
+    thread.start()
+    thread.join(30)
+    prewarm = 8 * 1024  # RESPONSE_PREALLOCATION_KB's default
+    assert [pre for pre, _ in figures] == [prewarm] * 5
+    small, grown, kept, big, after_big = (alloc for _, alloc in figures)
+    assert small == prewarm  # 1 KiB fits the pre-warmed chunk
+    assert grown >= prewarm + 64 * 1024
+    assert kept == grown  # merged into one chunk and kept for the next request
+    assert big >= 5 * 1024 * 1024
+    assert after_big == 4 * 1024 * 1024  # kept at most: KEEP_LIMIT in zigarena.c
 
 
 def test_memory_stays_flat_over_20000_requests(start_server, zig_lib):
