@@ -11,8 +11,8 @@ serve: $(VENV)/.installed examples  ## serve the bundled proxy.ini on port 8069
 test: $(VENV)/.installed examples  ## unit tests (tests/unit), then real server processes (tests/e2e)
 	$(BIN)/python -m pytest -q
 
-examples:  ## build the example native libraries into lib/
-	$(MAKE) -s -C examples
+examples:  ## build the example native libraries into lib/ (Zig with the venv's ziglang)
+	$(MAKE) -s -C examples ZIG_PYTHON=$(abspath $(BIN))/python
 
 lint: $(VENV)/.installed  ## ruff, and the architecture's import contracts (pyproject.toml)
 	$(BIN)/ruff check src tests bench

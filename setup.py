@@ -6,9 +6,12 @@ setup(
     ext_modules=[
         Extension(
             "flexilib.kinds.native._native",
-            sources=["src/flexilib/kinds/native/_native.c"],
+            sources=[
+                "src/flexilib/kinds/native/_native.c",
+                "src/flexilib/kinds/native/zigarena.c",
+            ],
             include_dirs=["include"],
-            depends=["include/flexilib.h"],
+            depends=["include/flexilib.h", "src/flexilib/kinds/native/zigarena.h"],
             extra_compile_args=["-O2", "-Wall", "-Wextra"],
         )
     ]

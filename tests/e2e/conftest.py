@@ -1,4 +1,4 @@
-"""Shared test fixtures: a real flexilib process on a free loopback port, libraries built with gcc."""
+"""Shared test fixtures: a real flexilib process on a free loopback port, libraries built with gcc or zig."""
 
 from __future__ import annotations
 
@@ -60,6 +60,48 @@ def build_library(source: str | Path, out: Path, *defines: str) -> Path:
         ],
         check=True,
     )
+    os.replace(tmp, out)
+    return out
+
+
+def build_zig_library(source: str | Path, out: Path, optimize: str = "ReleaseSafe") -> Path:
+    """Compile a Zig 0.13 file (from tests/native, or a path) into a shared library.
+
+    Uses the ziglang package of the test extras, as `make examples` does; the
+    library imports `flexilib` (include/flexilib.zig). ReleaseSafe keeps Zig's
+    checks (alignment, bounds) but took 15-30 s a build on the 2-core test
+    machine, for its panic and stack-trace code (`zig build-lib` does not
+    cache the library itself); ReleaseFast took under a second, for tests
+    that need many builds.
+    """
+    source = Path(source)
+    if not source.is_absolute():
+        source = NATIVE_SOURCES / source
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".build")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ziglang",
+            "build-lib",
+            "-dynamic",
+            "-lc",
+            "-O",
+            optimize,
+            "--cache-dir",
+            str(REPO / "build" / "zig-cache"),
+            "--name",
+            out.stem,
+            "--dep",
+            "flexilib",
+            f"-Mroot={source}",
+            f"-Mflexilib={INCLUDE / 'flexilib.zig'}",
+            f"-femit-bin={tmp}",
+        ],
+        check=True,
+    )
+    tmp.with_name(tmp.name + ".o").unlink(missing_ok=True)  # zig leaves its object beside
     os.replace(tmp, out)
     return out
 
@@ -144,7 +186,9 @@ class Server:
 @pytest.fixture(scope="session")
 def examples_built() -> Path:
     """The bundled example libraries, built once per run with the project's Makefile."""
-    subprocess.run(["make", "-s", "-C", str(REPO / "examples")], check=True)
+    subprocess.run(
+        ["make", "-s", "-C", str(REPO / "examples"), f"ZIG_PYTHON={sys.executable}"], check=True
+    )
     return REPO / "lib"
 
 

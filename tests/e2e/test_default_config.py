@@ -18,6 +18,8 @@ def test_bundled_default_serves_every_kind(start_server, examples_built, tmp_pat
     assert plain.text.strip().isdigit() and plain.headers["X-custom-foo"] == "bar"
     assert get("/", **{"x-slow": "10"}).text.startswith("i am slow")
     assert get("/c").text == "hello from C"
+    zig = get("/zig", **{"X-Name": "Ada"})  # examples/zig/hello.zig, built by `make examples`
+    assert zig.text == "hello Ada, from Zig" and zig.headers["X-Zig-Version"].startswith("0.13.")
     assert get("/py").text.startswith("hello world from Python")
     lam = get("/lambda?name=you")
     assert lam.json()["message"] == "hello you" and lam.cookies["visited"] == "1"

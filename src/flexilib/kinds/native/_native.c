@@ -20,9 +20,11 @@
 #include <time.h>
 
 #include "flexilib.h"
+#include "zigarena.h"
 
 typedef flexilib_response *(*handle_request_fn)(flexilib_request *);
 typedef void (*request_deinit_fn)(void);
+typedef void (*zig_init_fn)(void *parent_allocator);
 
 /* Raised for a response the server must not send (the caller answers 500). */
 static PyObject *ResponseError;
@@ -234,14 +236,33 @@ static int check_header(PyObject *item)
 #define BYTES_LEN(o) ((size_t)PyBytes_GET_SIZE(o))
 
 /*
- * call(handle_request, request_deinit, method, target, headers, body)
+ * A Zig library returned NULL: ends the thread's arena request and raises
+ * ResponseError, saying so when the arena refused an allocation first (the
+ * usual reason: the per-request limit).
+ */
+static PyObject *zig_null_response(void)
+{
+    struct zig_figures figures;
+    zig_arena_end(&figures);
+    if (figures.refused == 0)
+        PyErr_SetString(ResponseError, "handle_request returned NULL");
+    else
+        PyErr_Format(ResponseError,
+                     "handle_request returned NULL after the Zig arena refused %zu "
+                     "allocation(s) (it holds %zu bytes; the limit is %zu MiB per request)",
+                     figures.refused, figures.alloc, ZIG_ARENA_LIMIT >> 20);
+    return NULL;
+}
+
+/*
+ * call(handle_request, request_deinit, method, target, headers, body[, zig_init])
  *   -> (status, reason, body, raw_headers, typed, elapsed, prealloc, alloc)
  */
 static PyObject *native_call(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
-    if (nargs != 6) {
-        PyErr_Format(PyExc_TypeError, "call() takes 6 arguments (%zd given)", nargs);
+    if (nargs != 6 && nargs != 7) {
+        PyErr_Format(PyExc_TypeError, "call() takes 6 or 7 arguments (%zd given)", nargs);
         return NULL;
     }
     handle_request_fn handle = (handle_request_fn)(uintptr_t)PyLong_AsVoidPtr(args[0]);
@@ -253,6 +274,12 @@ static PyObject *native_call(PyObject *module, PyObject *const *args, Py_ssize_t
     request_deinit_fn deinit = (request_deinit_fn)(uintptr_t)PyLong_AsVoidPtr(args[1]);
     if (deinit == NULL && PyErr_Occurred())
         return NULL;
+    zig_init_fn zig_init = NULL;
+    if (nargs == 7) {
+        zig_init = (zig_init_fn)(uintptr_t)PyLong_AsVoidPtr(args[6]);
+        if (zig_init == NULL && PyErr_Occurred())
+            return NULL;
+    }
     PyObject *method = args[2], *target = args[3], *headers = args[4], *body = args[5];
     if (!PyBytes_Check(method) || !PyBytes_Check(target) || !PyBytes_Check(body) ||
         !PyList_Check(headers)) {
@@ -306,12 +333,21 @@ static PyObject *native_call(PyObject *module, PyObject *const *args, Py_ssize_t
         fields[i].value_len = BYTES_LEN(value);
     }
 
+    /* A Zig library gets this thread's arena (zigarena.c) before each request. */
+    void *zig_allocator = NULL;
+    if (zig_init != NULL && (zig_allocator = zig_arena_begin(own->size)) == NULL) {
+        free(one_off);
+        return PyErr_NoMemory();
+    }
+
     /* The library runs without the GIL; elapsed excludes any wait to get it back. */
     flexilib_response *response;
     struct timespec t0, t1;
     Py_INCREF(body);
     Py_BEGIN_ALLOW_THREADS
     clock_gettime(CLOCK_MONOTONIC, &t0);
+    if (zig_init != NULL)
+        zig_init(zig_allocator);
     response = handle(request);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     Py_END_ALLOW_THREADS
@@ -320,6 +356,8 @@ static PyObject *native_call(PyObject *module, PyObject *const *args, Py_ssize_t
     double elapsed = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
 
     if (response == NULL) {
+        if (zig_init != NULL)
+            return zig_null_response();
         PyErr_SetString(ResponseError, "handle_request returned NULL");
         return NULL;
     }
@@ -332,9 +370,16 @@ static PyObject *native_call(PyObject *module, PyObject *const *args, Py_ssize_t
         deinit();
         Py_END_ALLOW_THREADS
     }
+    if (zig_init != NULL) { /* the arena's figures, as the original logs them */
+        struct zig_figures figures;
+        zig_arena_end(&figures);
+        prealloc = figures.prealloc;
+        alloc = figures.alloc;
+    }
     if (copied < 0)
         return NULL;
-    alloc += BYTES_LEN(items[2]) + BYTES_LEN(items[3]);
+    if (zig_init == NULL)
+        alloc += BYTES_LEN(items[2]) + BYTES_LEN(items[3]);
     items[5] = PyFloat_FromDouble(elapsed);
     items[6] = PyLong_FromSize_t(prealloc);
     items[7] = PyLong_FromSize_t(alloc);
@@ -367,16 +412,19 @@ static PyObject *native_set_preallocation(PyObject *module, PyObject *arg)
 
 static PyMethodDef methods[] = {
     {"call", (PyCFunction)(void (*)(void))native_call, METH_FASTCALL,
-     "call(handle_request, request_deinit, method, target, headers, body)\n"
+     "call(handle_request, request_deinit, method, target, headers, body[, zig_init])\n"
      "--\n\n"
      "Call a native handler through the flexilib C interface.\n\n"
      "handle_request and request_deinit are function addresses (request_deinit 0\n"
-     "if the library has none). Returns (status, reason or None, body,\n"
+     "if the library has none); zig_init the address of the library's zigInit,\n"
+     "called with the thread's arena allocator before handle_request (0 or\n"
+     "omitted if it has none). Returns (status, reason or None, body,\n"
      "raw_headers, typed, elapsed, prealloc, alloc): raw_headers are encoded\n"
      "'Name: value\\r\\n' lines without framing headers, typed whether one\n"
      "is a Content-Type, elapsed the seconds\n"
      "handle_request ran, prealloc and alloc the bytes used in the thread's\n"
-     "buffer and allocated for this request. Raises ResponseError for a\n"
+     "buffer and allocated for this request (for a Zig library: the arena's\n"
+     "pre-warmed capacity and its capacity at the end). Raises ResponseError for a\n"
      "response that must not be sent."},
     {"set_preallocation", native_set_preallocation, METH_O,
      "set_preallocation(kb)\n--\n\nSet the per-thread request buffer size in KiB."},
@@ -393,7 +441,7 @@ static struct PyModuleDef module_def = {
 
 PyMODINIT_FUNC PyInit__native(void)
 {
-    if (pthread_key_create(&arena_key, free) != 0)
+    if (pthread_key_create(&arena_key, free) != 0 || zig_arena_setup() < 0)
         return PyErr_NoMemory();
     PyObject *module = PyModule_Create(&module_def);
     if (module == NULL)

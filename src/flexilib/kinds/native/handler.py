@@ -9,6 +9,11 @@ runs on the same thread, so the library may free or reuse it at once. Doing
 that marshalling with ctypes cost several times the server's whole budget
 per request.
 
+A library that exports `zigInit` (a Zig library written for the original)
+gets, before each request and on the thread that then calls
+`handle_request`, a pointer to that thread's arena allocator as a Zig 0.13
+`std.mem.Allocator` (the extension's zigarena.c; README "Zig libraries").
+
 Each version is `dlopen`ed from a private copy of the file, so a build tool
 overwriting the live file in place can never change code that is running.
 """
@@ -69,6 +74,7 @@ class NativeHandler(Handler):
         self._lib: ctypes.CDLL | None = None
         self._handle_request = 0  # function addresses, for flexilib._native.call
         self._deinit = 0
+        self._zig_init = 0
 
     def load(self) -> None:
         path = self.spec.path
@@ -93,13 +99,15 @@ class NativeHandler(Handler):
             _dlclose(lib)
             raise HandlerLoadError(f"cannot load {path}: no handle_request symbol") from None
         deinit = getattr(lib, "request_deinit", None)
+        zig_init = getattr(lib, "zigInit", None)
         self._handle_request = _address(handle)
         self._deinit = _address(deinit) if deinit is not None else 0
+        self._zig_init = _address(zig_init) if zig_init is not None else 0
         self._lib = lib
 
     def close(self) -> None:
         lib, self._lib = self._lib, None
-        self._handle_request = self._deinit = 0
+        self._handle_request = self._deinit = self._zig_init = 0
         if lib is not None:
             _dlclose(lib)
 
@@ -116,6 +124,7 @@ class NativeHandler(Handler):
                 request.raw_target,
                 request.raw_headers,
                 request.body,
+                self._zig_init,
             )
         except _native.ResponseError as exc:
             raise HandlerError(f"{self.spec.path}: {exc}") from None
