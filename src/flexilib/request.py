@@ -88,6 +88,7 @@ class Request:
         "client",
         "http_version",
         "scheme",
+        "route_prefix",
         "_headers",
     )
 
@@ -108,6 +109,8 @@ class Request:
         self.client = client
         self.http_version = http_version
         self.scheme = scheme
+        #: the matched rule's path prefix (set by the router; WAGI's SCRIPT_NAME)
+        self.route_prefix = b""
         self._headers: Headers | None = None
 
     @property

@@ -1,0 +1,345 @@
+"""One WASI command run in a fresh wasmtime store, under limits the engine enforces.
+
+A `Sandbox` holds what is shared by every request to one module version: the
+compiled module and its `InstancePre` (imports resolved once, so a request
+pays only for instantiation). `run()` creates a new `Store` per call, so no
+state survives from one request to the next.
+
+Limits, all enforced inside the engine rather than by the thread that waits:
+
+- time: epoch interruption. A ticker thread advances the engine's epoch every
+  `TICK` seconds while a call is running (and sleeps otherwise); each store's
+  deadline is one tick away and a per-store callback decides, on each tick,
+  whether the call may go on. Past its deadline the instance traps, even
+  inside `loop { }`. A host call does not check epochs, and WASI's
+  `poll_oneoff` (`sleep()`) would block the thread for as long as the guest
+  asks, so that one import is replaced by `_poll_oneoff`, which sleeps at most
+  until the deadline.
+- memory: the store's limiter caps linear memory (`memory.grow` fails past
+  it; the toolchains' allocators then abort or exit non-zero).
+- output: stdout goes to a per-thread memfd whose size the tick callback
+  checks, so a module writing in a loop is stopped at `MAX_OUTPUT` (plus at
+  most one tick's worth of writes).
+
+I/O goes through memfds (`/proc/self/fd/N`) and `stdin_bytes`, never through
+`stdout_custom`: that callback is called from wasmtime's tokio threads, which
+must take the GIL for every write (measured: 650 us per request against
+380 us with a memfd, 18 KB Zig module), and a tokio thread calling into a
+finalizing interpreter is killed by CPython (`pthread_exit`), whose forced
+unwind through Rust frames that cannot unwind is the `tokio-rt-worker`
+"panic in a function that cannot unwind" seen at interpreter exit (1 run in
+5 of 3,000 requests; none in 15 runs without Python callbacks on those
+threads). The remaining Python callbacks (tick, `poll_oneoff`) run on the
+calling thread, and `shutdown()` (also at exit) stops every running instance
+before the interpreter finalizes.
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import os
+import struct
+import threading
+import time
+from dataclasses import dataclass
+
+import wasmtime
+from wasmtime import _ffi as ffi
+
+__all__ = ["MAX_OUTPUT", "Outcome", "Sandbox", "shutdown"]
+
+TICK = 0.01  # seconds between epoch ticks while a call runs: the timeout's granularity
+MAX_OUTPUT = 64 * 1024 * 1024  # bytes of stdout a module may write (checked every tick)
+MAX_STDERR = 16 * 1024  # bytes of stderr copied into the server log per request
+TABLE_ELEMENTS = 1_000_000  # 8 MB of table: far beyond what compilers emit, bounded
+
+_EINVAL = 28
+_SUBSCRIPTION = 48  # bytes per WASI subscription, and per event below
+_EVENT = struct.Struct("<QHB5xQH6x")
+_CLOCK = struct.Struct("<I4xQQH")
+
+
+@dataclass
+class Outcome:
+    """What one run produced: stdout, the head of stderr, and why it failed (None: it did not)."""
+
+    stdout: bytes
+    stderr: bytes
+    status: int = 200  # the HTTP status a failure maps to
+    error: str | None = None
+
+
+class _Run:
+    """The running call's limits, seen by the tick callback and `_poll_oneoff` on its thread."""
+
+    __slots__ = ("deadline", "timeout", "out_fd", "verdict")
+
+    def __init__(self, timeout: float, out_fd: int) -> None:
+        self.timeout = timeout
+        self.deadline = time.monotonic() + timeout
+        self.out_fd = out_fd
+        self.verdict: tuple[int, str] | None = None  # set when the engine was told to stop
+
+    def check(self) -> tuple[int, str] | None:
+        if _stopping.is_set():
+            self.verdict = (503, "stopped: the server is shutting down")
+        elif time.monotonic() >= self.deadline:
+            self.verdict = (504, f"timed out after {self.timeout:g}s")
+        elif os.fstat(self.out_fd).st_size > MAX_OUTPUT:
+            self.verdict = (502, f"wrote more than {MAX_OUTPUT >> 20} MB to stdout")
+        return self.verdict
+
+
+class _Streams:
+    """A pool thread's stdout and stderr memfds, reused by every call on that thread."""
+
+    def __init__(self) -> None:
+        self.out = os.memfd_create("wasm-stdout", os.MFD_CLOEXEC)
+        self.err = os.memfd_create("wasm-stderr", os.MFD_CLOEXEC)
+        self.out_path = f"/proc/self/fd/{self.out}"
+        self.err_path = f"/proc/self/fd/{self.err}"
+
+    def reset(self) -> None:
+        os.ftruncate(self.out, 0)
+        os.ftruncate(self.err, 0)
+
+    def read(self) -> tuple[bytes, bytes]:
+        out = os.pread(self.out, os.fstat(self.out).st_size, 0)
+        err = os.pread(self.err, min(os.fstat(self.err).st_size, MAX_STDERR), 0)
+        self.reset()  # give the pages back now, not at the next call
+        return out, err
+
+    def __del__(self) -> None:  # the thread exited (its threading.local is cleared)
+        os.close(self.out)
+        os.close(self.err)
+
+
+_local = threading.local()
+_stopping = threading.Event()
+_lock = threading.Lock()
+_active = 0
+_wake = threading.Condition(_lock)
+_engine: wasmtime.Engine | None = None
+
+
+def engine() -> wasmtime.Engine:
+    """The process's engine (created on first use, in the worker: never before a fork)."""
+    global _engine
+    with _lock:
+        if _engine is None:
+            config = wasmtime.Config()
+            config.epoch_interruption = True
+            _engine = wasmtime.Engine(config)
+            threading.Thread(target=_ticker, name="wasm-epoch", daemon=True).start()
+            atexit.register(shutdown)
+        return _engine
+
+
+def _ticker() -> None:
+    """Advance the epoch every TICK while calls run; wait without waking while none do."""
+    with _wake:
+        while True:
+            while not _active:
+                _wake.wait()
+            _wake.release()
+            try:
+                time.sleep(TICK)
+                _engine.increment_epoch()
+            finally:
+                _wake.acquire()
+
+
+def _enter() -> None:
+    global _active
+    with _wake:
+        _active += 1
+        if _active == 1:
+            _wake.notify()
+
+
+def _leave() -> None:
+    global _active
+    with _wake:
+        _active -= 1
+        _wake.notify_all()  # shutdown() may be waiting for the count to reach 0
+
+
+def shutdown(wait: float = 2.0) -> None:
+    """Stop every running instance (it traps at the next tick) and wait for them to leave."""
+    _stopping.set()
+    deadline = time.monotonic() + wait
+    with _wake:
+        while _active and time.monotonic() < deadline:
+            _wake.wait(deadline - time.monotonic())
+
+
+@ctypes.CFUNCTYPE(
+    ctypes.c_size_t,
+    ctypes.c_void_p,
+    ctypes.c_void_p,
+    ctypes.POINTER(ctypes.c_uint64),
+    ctypes.POINTER(ctypes.c_uint8),
+)
+def _on_tick(_context, _env, delta, kind) -> int:
+    """The store reached its epoch deadline: trap (return an error) or allow one more tick."""
+    verdict = _local.run.check()
+    if verdict is not None:
+        error = ffi.wasmtime_error_new(verdict[1].encode())
+        return ctypes.cast(error, ctypes.c_void_p).value
+    delta[0] = 1
+    kind[0] = 0  # WASMTIME_UPDATE_DEADLINE_CONTINUE
+    return 0
+
+
+_on_tick_ptr = ctypes.cast(_on_tick, ctypes.c_void_p).value
+_set_tick_callback = ffi.dll.wasmtime_store_epoch_deadline_callback
+_set_tick_callback.argtypes = [ctypes.c_void_p] * 4
+_set_tick_callback.restype = None
+
+
+def _poll_oneoff(caller: wasmtime.Caller, subs: int, events: int, count: int, nout: int) -> int:
+    """WASI `poll_oneoff`, with waits cut at the call's deadline.
+
+    Every descriptor a module can hold here is ready at once (stdin is in
+    memory, stdout and stderr are files, preopens are read-only files), so
+    fd subscriptions complete immediately; otherwise the nearest clock is
+    slept on, at most until the deadline, past which the instance traps.
+    """
+    memory = caller["memory"]
+    if count == 0 or not isinstance(memory, wasmtime.Memory):
+        return _EINVAL
+    data = memory.read(caller, subs, subs + count * _SUBSCRIPTION)
+    ready: list[bytes] = []
+    clocks: list[tuple[float, int]] = []
+    for offset in range(0, count * _SUBSCRIPTION, _SUBSCRIPTION):
+        userdata, tag = struct.unpack_from("<QB", data, offset)
+        if tag in (1, 2):  # fd_read, fd_write
+            ready.append(_EVENT.pack(userdata, 0, tag, 0, 0))
+        elif tag == 0:
+            clock, timeout, _precision, flags = _CLOCK.unpack_from(data, offset + 16)
+            if flags & 1:  # an absolute time on that clock
+                now = time.clock_gettime_ns(
+                    time.CLOCK_REALTIME if clock == 0 else time.CLOCK_MONOTONIC
+                )
+                timeout = max(0, timeout - now)
+            clocks.append((timeout / 1e9, userdata))
+        else:
+            return _EINVAL
+    if not ready:
+        delay = min(seconds for seconds, _ in clocks)
+        run = _local.run
+        if delay > 0:
+            _stopping.wait(min(delay, max(0.0, run.deadline - time.monotonic())))
+        if run.check() is not None:
+            raise wasmtime.WasmtimeError(run.verdict[1])
+        ready = [
+            _EVENT.pack(userdata, 0, 0, 0, 0) for seconds, userdata in clocks if seconds <= delay
+        ]
+    memory.write(caller, b"".join(ready), events)
+    memory.write(caller, struct.pack("<I", len(ready)), nout)
+    return 0
+
+
+def _streams() -> _Streams:
+    streams = getattr(_local, "streams", None)
+    if streams is None:
+        streams = _local.streams = _Streams()
+    return streams
+
+
+class Sandbox:
+    """A compiled WASI command and the limits every run of it gets."""
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        timeout: float,
+        memory_mb: int,
+        env: dict[str, str],
+        dirs: list[tuple[str, str]],
+    ) -> None:
+        """Compile `path` (.wasm or .wat); WasmtimeError or OSError when it cannot be."""
+        self.timeout = timeout
+        self.memory = memory_mb << 20
+        self.env = list(env.items())
+        self.dirs = dirs
+        self.argv = [os.path.basename(path)]
+        eng = engine()
+        module = wasmtime.Module.from_file(eng, path)
+        linker = wasmtime.Linker(eng)
+        linker.define_wasi()
+        linker.allow_shadowing = True
+        i32 = wasmtime.ValType.i32()
+        linker.define_func(
+            "wasi_snapshot_preview1",
+            "poll_oneoff",
+            wasmtime.FuncType([i32] * 4, [i32]),
+            _poll_oneoff,
+            access_caller=True,
+        )
+        if "_start" not in {export.name for export in module.exports}:
+            raise wasmtime.WasmtimeError("not a WASI command: no `_start` export")
+        self._pre = linker.instantiate_pre(module)
+
+    def run(self, env: list[tuple[str, str]], stdin: bytes) -> Outcome:
+        """Run the command once in a new store; failures come back in the Outcome."""
+        streams = _streams()
+        run = _local.run = _Run(self.timeout, streams.out)
+        store = wasmtime.Store(engine())
+        try:
+            store.set_limits(memory_size=self.memory, table_elements=TABLE_ELEMENTS)
+            store.set_wasi(self._wasi(streams, env, stdin))
+            store.set_epoch_deadline(1)
+            _set_tick_callback(ctypes.cast(store.ptr(), ctypes.c_void_p), _on_tick_ptr, None, None)
+            _enter()
+            try:
+                status, error = self._call(store)
+            finally:
+                _leave()
+            if run.verdict is not None:
+                status, error = run.verdict
+            out, err = streams.read()
+            return Outcome(out, err, status, error)
+        finally:
+            store.close()
+            _local.run = None
+
+    def _wasi(
+        self, streams: _Streams, env: list[tuple[str, str]], stdin: bytes
+    ) -> wasmtime.WasiConfig:
+        wasi = wasmtime.WasiConfig()
+        wasi.argv = self.argv
+        wasi.env = self.env + env
+        vec = ffi.wasm_byte_vec_t()
+        buffer = (ffi.wasm_byte_t * len(stdin)).from_buffer_copy(stdin) if stdin else None
+        ffi.wasm_byte_vec_new(ctypes.byref(vec), len(stdin), buffer)
+        ffi.wasi_config_set_stdin_bytes(wasi.ptr(), ctypes.byref(vec))  # takes the vector
+        streams.reset()
+        wasi.stdout_file = streams.out_path
+        wasi.stderr_file = streams.err_path
+        for host, guest in self.dirs:
+            wasi.preopen_dir(host, guest, fs_mutable=False)
+        return wasi
+
+    def _call(self, store: wasmtime.Store) -> tuple[int, str | None]:
+        try:
+            instance = self._pre.instantiate(store)
+            start = instance.exports(store)["_start"]
+            start(store)
+        except wasmtime.ExitTrap as exc:
+            return (200, None) if exc.code == 0 else (500, f"exited with status {exc.code}")
+        except wasmtime.Trap as exc:
+            return 500, f"trapped: {_first_line(exc)}"
+        except wasmtime.WasmtimeError as exc:
+            return 500, f"failed: {_first_line(exc)}"
+        return 200, None
+
+
+def _first_line(exc: Exception) -> str:
+    """A trap's message without its backtrace, for a one-line log."""
+    text = str(exc)
+    head = text.split("\n", 1)[0].strip()
+    cause = text.rpartition("Caused by:")[2].strip().split("\n", 1)[0].strip()
+    return f"{head} ({cause})" if cause and cause != head else head
