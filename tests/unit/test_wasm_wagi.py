@@ -3,6 +3,8 @@ on small WebAssembly text modules (the e2e tests run real compiled modules in th
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -203,3 +205,26 @@ def test_memory_beyond_the_cap_cannot_be_had(tmp_path):
 def test_a_module_that_is_not_a_command_does_not_load(tmp_path):
     with pytest.raises(wasmtime.WasmtimeError, match="no `_start`"):
         sandbox(tmp_path, '(module (memory (export "memory") 1))')
+
+
+def test_interpreter_exit_is_clean_after_runs_and_during_one(tmp_path):
+    """The `tokio-rt-worker` panic at exit: not after 2,000 runs, nor with an instance running."""
+    looping = tmp_path / "loop.wat"
+    looping.write_text(
+        '(module (memory (export "memory") 1) (func (export "_start") (loop $l (br $l))))'
+    )
+    hello = Path(__file__).resolve().parents[2] / "bench" / "handlers" / "hello_wagi.wat"
+    script = (
+        "import threading\n"
+        "from flexilib.kinds.wasm.sandbox import Sandbox\n"
+        f"box = Sandbox({str(hello)!r}, timeout=5, memory_mb=1, env={{}}, dirs=[])\n"
+        "for _ in range(2000):\n"
+        "    assert box.run([('A', 'b')], b'body').error is None\n"
+        f"spin = Sandbox({str(looping)!r}, timeout=60, memory_mb=1, env={{}}, dirs=[])\n"
+        "started = threading.Event()\n"
+        "threading.Thread(target=lambda: (started.set(), spin.run([], b'')), daemon=True).start()\n"
+        "started.wait()\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
+    assert result.returncode == 0, result.stderr.decode(errors="replace")[-2000:]
+    assert b"panicked" not in result.stderr
