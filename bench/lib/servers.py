@@ -277,7 +277,10 @@ def all_targets(sample: Path) -> list[Target]:
 
     return [
         flexi(
-            "flexilib", "flexilib, sample lib, 1 worker", flexilib_native(sample, "flexilib"), CORE
+            "flexilib",
+            "flexilib, sample lib, 1 worker",
+            flexilib_native(sample, "flexilib"),
+            (*CORE, "seq"),
         ),
         Target(
             "nginx",
@@ -353,7 +356,7 @@ def all_targets(sample: Path) -> list[Target]:
             "flexilib-wasm",
             "flexilib, wasm: WAGI module",
             start_flexilib_wasm,
-            ("idle", "single", "ka"),
+            ("idle", "single", "seq", "ka"),
             optional=True,
         ),
         flexi(
