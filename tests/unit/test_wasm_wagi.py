@@ -228,3 +228,25 @@ def test_interpreter_exit_is_clean_after_runs_and_during_one(tmp_path):
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
     assert result.returncode == 0, result.stderr.decode(errors="replace")[-2000:]
     assert b"panicked" not in result.stderr
+
+
+def test_no_output_carries_over_to_the_next_run_on_a_thread(tmp_path):
+    def writer(blocks: int) -> Sandbox:  # writes `blocks` x 60 KiB of zero bytes to stdout
+        return sandbox(
+            tmp_path,
+            f"""(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "_start") (local $n i32)
+    (i32.store (i32.const 0) (i32.const 1024))
+    (i32.store (i32.const 4) (i32.const 61440))
+    (loop $again
+      (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
+      (local.set $n (i32.add (local.get $n) (i32.const 1)))
+      (br_if $again (i32.lt_u (local.get $n) (i32.const {blocks}))))))""",
+        )
+
+    printer = sandbox(tmp_path, _PRINT)
+    for blocks in (1, 40):  # 60 KiB is kept in the memfd until the next open; 2.4 MB is not
+        assert len(writer(blocks).run([], b"").stdout) == blocks * 61440
+        assert printer.run([], b"").stdout == b"Status: 418 Teapot\n\ncall 1"

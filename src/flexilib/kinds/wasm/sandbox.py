@@ -68,6 +68,7 @@ TICK = 0.01  # seconds between epoch ticks while a call runs: the timeout's gran
 IDLE_TICKS = 100  # ticks without a running call before the ticker parks (1 s)
 MAX_OUTPUT = 64 * 1024 * 1024  # bytes of stdout a module may write (checked every tick)
 MAX_STDERR = 16 * 1024  # bytes of stderr copied into the server log per request
+KEEP_OUTPUT = 1024 * 1024  # a memfd holding more than this after a run is emptied at once
 TABLE_ELEMENTS = 1_000_000  # 8 MB of table: far beyond what compilers emit, bounded
 SLOTS = 128  # instances that can run at once per worker (the pooling allocator's size)
 
@@ -118,14 +119,15 @@ class _Streams:
         self.out_path = ctypes.c_char_p(b"/proc/self/fd/%d" % self.out)
         self.err_path = ctypes.c_char_p(b"/proc/self/fd/%d" % self.err)
 
-    def reset(self) -> None:
-        os.ftruncate(self.out, 0)
-        os.ftruncate(self.err, 0)
-
     def read(self) -> tuple[bytes, bytes]:
-        out = os.pread(self.out, os.fstat(self.out).st_size, 0)
-        err = os.pread(self.err, min(os.fstat(self.err).st_size, MAX_STDERR), 0)
-        self.reset()  # give the pages back now, not at the next call
+        """The run's output. wasmtime truncates both files when the next run opens them;
+        a large output is dropped now rather than held by an idle thread until then."""
+        size = os.fstat(self.out).st_size
+        out = os.pread(self.out, size, 0)
+        err = os.pread(self.err, MAX_STDERR, 0)
+        if size > KEEP_OUTPUT:
+            os.ftruncate(self.out, 0)
+            os.ftruncate(self.err, 0)
         return out, err
 
     def __del__(self) -> None:  # the thread exited (its threading.local is cleared)
@@ -373,7 +375,6 @@ class Sandbox:
         buffer = (ffi.wasm_byte_t * len(stdin)).from_buffer_copy(stdin) if stdin else None
         ffi.wasm_byte_vec_new(ctypes.byref(vec), len(stdin), buffer)
         ffi.wasi_config_set_stdin_bytes(config, ctypes.byref(vec))  # takes the vector
-        streams.reset()
         ffi.wasi_config_set_stdout_file(config, streams.out_path)
         ffi.wasi_config_set_stderr_file(config, streams.err_path)
         for host, guest in self._dirs:
