@@ -41,8 +41,8 @@ must take the GIL for every write (measured: 650 us per request against
 finalizing interpreter is killed by CPython (`pthread_exit`), whose forced
 unwind through Rust frames that cannot unwind is the `tokio-rt-worker`
 "panic in a function that cannot unwind" seen at interpreter exit (1 run in
-5 of 3,000 requests; none in 15 runs without Python callbacks on those
-threads). The remaining Python callbacks (tick, `poll_oneoff`) run on the
+5 of 3,000 requests; without Python callbacks on those threads, none in 5
+such runs nor in 12 of 300). The remaining Python callbacks (tick, `poll_oneoff`) run on the
 calling thread, and `shutdown()` (also at exit) stops every running instance
 before the interpreter finalizes.
 """
