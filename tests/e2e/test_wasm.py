@@ -166,7 +166,8 @@ def test_limits_and_failures_answer_and_the_worker_keeps_serving(sandbox_server)
     expected = {
         "loop": (504, r"timed out after 1s"),
         "sleep=3600": (504, r"timed out after 1s"),  # poll_oneoff cut at the deadline
-        "flood": (502, r"wrote more than 64 MB to stdout"),
+        "flood": (502, r"wrote more than 64 MB to stdout and stderr"),
+        "flood=err": (502, r"wrote more than 64 MB to stdout and stderr"),
         "trap": (500, r"trapped: "),
         "exit=3": (500, r"exited with status 3"),
         "garbage": (502, r"bad CGI response: not a header line"),

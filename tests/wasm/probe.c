@@ -94,8 +94,9 @@ int main(void) {
         text();
         static char block[1 << 20];
         memset(block, 'x', sizeof block);
+        FILE *stream = strcmp(arg, "err") ? stdout : stderr;
         for (;;)
-            fwrite(block, 1, sizeof block, stdout);
+            fwrite(block, 1, sizeof block, stream);
     } else if (!strcmp(action, "trap")) {
         __builtin_trap();
     } else if (!strcmp(action, "exit")) {

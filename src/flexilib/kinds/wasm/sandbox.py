@@ -21,9 +21,9 @@ Limits, all enforced inside the engine rather than by the thread that waits:
   until the deadline; back in wasm, the next tick traps.
 - memory: the store's limiter caps linear memory (`memory.grow` fails past
   it; the toolchains' allocators then abort or exit non-zero).
-- output: stdout goes to a per-thread memfd whose size the tick callback
-  checks, so a module writing in a loop is stopped at `MAX_OUTPUT` (plus at
-  most one tick's worth of writes).
+- output: stdout and stderr go to per-thread memfds whose sizes the tick
+  callback checks, so a module writing in a loop is stopped at `MAX_OUTPUT`
+  (plus at most one tick's worth of writes).
 
 Instances come from wasmtime's pooling allocator (`SLOTS` slots, each
 reserving a 4 GiB linear memory's address space: 512 GiB of virtual, not
@@ -92,12 +92,12 @@ class Outcome:
 class _Run:
     """The running call's limits, seen by the tick callback and `_poll_oneoff` on its thread."""
 
-    __slots__ = ("deadline", "timeout", "out_fd", "verdict")
+    __slots__ = ("deadline", "timeout", "streams", "verdict")
 
-    def __init__(self, timeout: float, out_fd: int) -> None:
+    def __init__(self, timeout: float, streams: _Streams) -> None:
         self.timeout = timeout
         self.deadline = time.monotonic() + timeout
-        self.out_fd = out_fd
+        self.streams = streams
         self.verdict: tuple[int, str] | None = None  # set when the engine was told to stop
 
     def check(self) -> tuple[int, str] | None:
@@ -105,8 +105,8 @@ class _Run:
             self.verdict = (503, "stopped: the server is shutting down")
         elif time.monotonic() >= self.deadline:
             self.verdict = (504, f"timed out after {self.timeout:g}s")
-        elif os.fstat(self.out_fd).st_size > MAX_OUTPUT:
-            self.verdict = (502, f"wrote more than {MAX_OUTPUT >> 20} MB to stdout")
+        elif self.streams.written() > MAX_OUTPUT:
+            self.verdict = (502, f"wrote more than {MAX_OUTPUT >> 20} MB to stdout and stderr")
         return self.verdict
 
 
@@ -125,10 +125,13 @@ class _Streams:
         size = os.fstat(self.out).st_size
         out = os.pread(self.out, size, 0)
         err = os.pread(self.err, MAX_STDERR, 0)
-        if size > KEEP_OUTPUT:
+        if size + os.fstat(self.err).st_size > KEEP_OUTPUT:
             os.ftruncate(self.out, 0)
             os.ftruncate(self.err, 0)
         return out, err
+
+    def written(self) -> int:
+        return os.fstat(self.out).st_size + os.fstat(self.err).st_size
 
     def __del__(self) -> None:  # the thread exited (its threading.local is cleared)
         os.close(self.out)
@@ -330,7 +333,7 @@ class Sandbox:
     def run(self, env: list[tuple[str, str]], stdin: bytes) -> Outcome:
         """Run the command once in a new store; failures come back in the Outcome."""
         streams = _streams()
-        run = _local.run = _Run(self.timeout, streams.out)
+        run = _local.run = _Run(self.timeout, streams)
         store = wasmtime.Store(self._engine)
         context = store._context()
         try:
