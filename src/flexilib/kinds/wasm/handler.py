@@ -43,6 +43,8 @@ def _mounts(spec: HandlerSpec) -> list[tuple[str, str]]:
 
 
 class WasmHandler(Handler):
+    """One module version: compiled at load, instantiated afresh for every request."""
+
     takes_env = True
     options = frozenset({"timeout", "memory", "dir"})
 
