@@ -27,7 +27,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from lib.clients import SlowLoad, hold_idle_connections, single_request_ms, wait_for_body  # noqa: E402
+from lib.clients import (  # noqa: E402
+    SlowLoad,
+    hold_idle_connections,
+    sequential_ms,
+    single_request_ms,
+    wait_for_body,
+)
 from lib.payload import BODY, STATUS  # noqa: E402
 from lib.procs import (  # noqa: E402
     RssSampler,
@@ -123,6 +129,11 @@ def run_scenario(
         out.add(key, "idle.rss", tree_rss_kb(proc.pid) / 1024)
     elif name == "single":
         out.add(key, "single.ms", single_request_ms(proc.port, mode.single_requests))
+    elif name == "seq":
+        p50, p99 = sequential_ms(proc.port, mode.single_requests * 20)
+        out.add(key, "seq.p50", p50)
+        out.add(key, "seq.p99", p99)
+        _say(f"    seq   p50 {p50:.3f} ms  p99 {p99:.3f} ms (one keep-alive client, back to back)")
     elif name in ("ka", "close"):
         headers = ("Connection: close",) if name == "close" else ()
         result = load(proc, mode, headers)

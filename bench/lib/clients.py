@@ -106,6 +106,26 @@ def single_request_ms(port: int, count: int) -> float:
     return statistics.median(times)
 
 
+def sequential_ms(port: int, count: int) -> tuple[float, float]:
+    """p50 and p99 (ms) of `count` back-to-back `GET /` on one keep-alive connection.
+
+    The handler's own latency on an idle server, without curl's connection set-up
+    (which `single_request_ms` includes); the first tenth is a warm-up.
+    """
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    times = []
+    try:
+        for _ in range(count + count // 10):
+            started = time.perf_counter()
+            conn.request("GET", "/")
+            conn.getresponse().read()
+            times.append((time.perf_counter() - started) * 1e3)
+    finally:
+        conn.close()
+    times = sorted(times[count // 10 :])
+    return times[len(times) // 2], times[int(len(times) * 0.99)]
+
+
 def wait_for_body(port: int, path: str, expected: bytes, timeout: float = 10) -> float | None:
     """Requests `path` in a tight loop until the body equals `expected`.
     Returns the monotonic time it first did, or None after `timeout` seconds."""

@@ -21,7 +21,7 @@ BENCH = Path(__file__).resolve().parent.parent
 REPO = BENCH.parent
 VENV = BENCH / ".venv"
 VENV_PYTHON = VENV / "bin" / "python"
-PEER_PACKAGES = ("uvicorn", "granian", "httptools", "uvloop", "awslambdaric")
+PEER_PACKAGES = ("uvicorn", "granian", "httptools", "uvloop", "awslambdaric", "wasmtime")
 POLICY_RC = Path("/usr/sbin/policy-rc.d")
 
 

@@ -356,6 +356,7 @@ def _swap_section(by_key, out: Results, swaps: int) -> Section:  # noqa: ANN001
         "flexilib-reload-so",
         "flexilib-reload-lambda",
         "flexilib-reload-rt",
+        "flexilib-reload-wasm",
     )
     rows = [
         [
@@ -408,6 +409,49 @@ def _lambda_section(by_key, out: Results) -> Section:  # noqa: ANN001
         _table(
             ["path", "req/s", "p50 ms", "p99 ms", "cold start after a file change, median ms"], rows
         ),
+    )
+
+
+def _wasm_section(by_key, out: Results) -> Section:  # noqa: ANN001
+    if "flexilib-wasm" not in by_key:
+        return []
+    g = out.get
+    rows = [
+        [
+            label,
+            _fmt(g(k, "ka.rps")),
+            _fmt(g(k, "ka.p50"), ".2f"),
+            _fmt(g(k, "ka.p99"), ".2f"),
+            _fmt(g(k, "seq.p50"), ".3f"),
+            _fmt(g(k, "seq.p99"), ".3f"),
+            _fmt(g(k, "single.ms"), ".3f"),
+        ]
+        for k, label in (("flexilib", "native sample library"), ("flexilib-wasm", "`wasm:` module"))
+    ]
+    share = _ratio(g("flexilib-wasm", "ka.rps"), g("flexilib", "ka.rps"))
+    single = g("flexilib-wasm", "seq.p50")
+    return _section(
+        "WebAssembly (issue 15): a WAGI module, a fresh wasmtime instance per request",
+        "bench/handlers/hello_wagi.wat answers the suite's response; 1 worker. wrk: keep-alive, "
+        "64 connections. Idle: one keep-alive client sending back to back (p50/p99), and curl's "
+        "`time_total` with a new connection per request (median).",
+        _table(
+            [
+                "handler",
+                "wrk req/s",
+                "wrk p50 ms",
+                "wrk p99 ms",
+                "idle p50 ms",
+                "idle p99 ms",
+                "curl ms",
+            ],
+            rows,
+        ),
+        f"`wasm:` ÷ native: {_x(share)} req/s (target ≥ 0.05: "
+        f"{'met' if share is not None and share >= 0.05 else 'not met'}); idle p50 "
+        f"{_fmt(single, '.3f')} ms (target < 1 ms: "
+        f"{'met' if single is not None and single < 1 else 'not met'}); cold start after a file "
+        f"change: {_fmt(g('flexilib-reload-wasm', 'swap.median'), '.1f')} ms median.",
     )
 
 
@@ -466,6 +510,7 @@ def write(
     lines += _slow_section(by_key, out, slow_ms)
     lines += _swap_section(by_key, out, mode.swaps)
     lines += _lambda_section(by_key, out)
+    lines += _wasm_section(by_key, out)
     lines += _proxy_section(by_key, out)
     lines += _section(
         "Targets of issue 6 (ratios within this run)",

@@ -183,10 +183,16 @@ def start_flexilib_proxy(workdir: Path) -> list[ServerProcess]:
     return [upstream, proxy]
 
 
+def start_flexilib_wasm(workdir: Path) -> list[ServerProcess]:
+    rule = f"/ = wasm:{HANDLERS / 'hello_wagi.wat'}"
+    return [_flexilib(workdir, "flexilib-wasm", [rule])]
+
+
 # -- hot reload: handlers rewritten while the server runs ----------------------
 
 _PY_SOURCE = "def handle_request(request):\n    return 'v{n}'\n"
 _LAMBDA_SOURCE = "def handler(event, context):\n    return {{'statusCode': 200, 'body': 'v{n}'}}\n"
+_WAT_SOURCE = (HANDLERS / "hello_wagi.wat").read_text()
 
 
 @dataclass
@@ -213,6 +219,13 @@ class Swap:
             )
         elif self.kind == "py":
             self.path.write_text(_PY_SOURCE.format(n=n))
+        elif self.kind == "wasm":  # the bench module answering vN: same length for any n < 10
+            body = f"v{n}"
+            self.path.write_text(
+                _WAT_SOURCE.replace('\\n\\n 1"', f'\\n\\n{body}"').replace(
+                    "(i32.const 46)", f"(i32.const {44 + len(body)})"
+                )
+            )
         else:
             self.path.write_text(_LAMBDA_SOURCE.format(n=n))
 
@@ -222,6 +235,7 @@ SWAP_FILES = {
     "so": "libswap.so",
     "lambda": "swap_fn.py",
     "rt": "swap_fn.py",
+    "wasm": "swap.wat",
 }
 
 
@@ -241,6 +255,7 @@ def flexilib_swap(kind: str) -> Callable[[Path], list[ServerProcess]]:
             "py": f"/ = {swap.path}",
             "so": f"/ = {swap.path}",
             "lambda": f"/ = lambda:{swap.path}:handler",
+            "wasm": f"/ = wasm:{swap.path}",
             "rt": f"/ = lambda-runtime:{_write_bootstrap(swap.path.parent, swap.path.stem)}",
         }[kind]
         return [_flexilib(workdir, f"flexilib-reload-{kind}", [rule])]
@@ -262,7 +277,10 @@ def all_targets(sample: Path) -> list[Target]:
 
     return [
         flexi(
-            "flexilib", "flexilib, sample lib, 1 worker", flexilib_native(sample, "flexilib"), CORE
+            "flexilib",
+            "flexilib, sample lib, 1 worker",
+            flexilib_native(sample, "flexilib"),
+            (*CORE, "seq"),
         ),
         Target(
             "nginx",
@@ -333,6 +351,21 @@ def all_targets(sample: Path) -> list[Target]:
             ("swap",),
             optional=True,
             swap="so",
+        ),
+        flexi(
+            "flexilib-wasm",
+            "flexilib, wasm: WAGI module",
+            start_flexilib_wasm,
+            ("idle", "single", "seq", "ka"),
+            optional=True,
+        ),
+        flexi(
+            "flexilib-reload-wasm",
+            "flexilib, wasm: module swap (cold start)",
+            flexilib_swap("wasm"),
+            ("swap",),
+            optional=True,
+            swap="wasm",
         ),
         flexi(
             "flexilib-lambda-runtime",

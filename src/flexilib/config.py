@@ -16,7 +16,8 @@ from pathlib import Path
 __all__ = ["ConfigError", "HandlerSpec", "Rule", "load_config", "parse_config", "parse_target"]
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
-_KNOWN_SCHEMES = ("http", "https", "lambda", "lambda-runtime", "worker", "python")
+_KNOWN_SCHEMES = ("http", "https", "lambda", "lambda-runtime", "worker", "python", "wasm")
+_REPEATABLE = frozenset({"dir"})  # options a kind reads as a list (wasm: one mount each)
 
 
 class ConfigError(Exception):
@@ -146,7 +147,7 @@ def parse_target(text: str, base_dir: Path) -> HandlerSpec:
         name, sep, value = token.partition("=")
         if not sep or not name:
             raise ValueError(f"malformed option {token!r} (expected name=value)")
-        if any(name == other for other, _ in options):
+        if name not in _REPEATABLE and any(name == other for other, _ in options):
             raise ValueError(f"option {name!r} given twice")
         options.append((name, value))
     return HandlerSpec(kind, target, path, tuple(options), base_dir, func)
@@ -168,6 +169,11 @@ def _classify(target: str, base_dir: Path) -> tuple[str, str, str]:
     if scheme == "python":
         file, func = _file_and_func(target[len("python:") :], target, required=False)
         return "python", _resolve(file, base_dir), func or "handle_request"
+    if scheme == "wasm":
+        file = _nonempty(target[len("wasm:") :], target)
+        if not file.endswith((".wasm", ".wat")):
+            raise ValueError(f"{target!r} must name a .wasm or .wat file")
+        return "wasm", _resolve(file, base_dir), ""
     if target.endswith(".py"):
         return "python", _resolve(target, base_dir), "handle_request"
     return "native", _resolve(target, base_dir), ""

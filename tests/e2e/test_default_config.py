@@ -25,3 +25,4 @@ def test_bundled_default_serves_every_kind(start_server, examples_built, tmp_pat
     assert lam.json()["message"] == "hello you" and lam.cookies["visited"] == "1"
     assert get("/runtime").status_code == 200
     assert get("/worker").json()["hello"] == "flexilib"
+    assert get("/wasm/x?y").text == "hello from Zig (GET /x)\n"

@@ -196,6 +196,7 @@ KINDS = {
     "lambda-runtime": ("flexilib.kinds.aws.runtime", "LambdaRuntimeHandler"),
     "worker": ("flexilib.kinds.cloudflare.handler", "CloudflareHandler"),
     "proxy": ("flexilib.kinds.proxy.handler", "ProxyHandler"),
+    "wasm": ("flexilib.kinds.wasm.handler", "WasmHandler"),
 }
 
 
