@@ -1,6 +1,6 @@
 """The deployment files, checked offline: Dockerfiles (hadolint), Kubernetes manifests
 (kubernetes-validate's schemas, strict, plus the values that must agree across files),
-and the systemd unit (systemd-analyze verify)."""
+the systemd unit (systemd-analyze verify) and the release workflow (its schema)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from flexilib.config import load_config
 REPO = Path(__file__).resolve().parents[2]
 KUBERNETES = REPO / "deploy" / "kubernetes"
 UNIT = REPO / "deploy" / "systemd" / "flexilib.service"
+RELEASE = REPO / ".github" / "workflows" / "release.yml"
 VENV_BIN = Path(sys.executable).parent
 # The oldest release that is still common in managed clusters, and the newest schema known.
 KUBERNETES_VERSIONS = ("1.27.0", kubernetes_validate.latest_version())
@@ -163,3 +164,30 @@ def test_systemd_unit_verifies(tmp_path):
     assert done.returncode == 0 and not done.stderr.strip(), done.stderr
     for line in ("Type=exec", "KillSignal=SIGTERM", "ExecReload=/bin/kill -HUP $MAINPID"):
         assert line in text.splitlines()
+
+
+def test_release_workflow_matches_the_workflow_schema():
+    done = subprocess.run(
+        [
+            str(VENV_BIN / "check-jsonschema"),
+            "--builtin-schema",
+            "vendor.github-workflows",
+            RELEASE,
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_release_signs_every_artifact_with_the_jobs_own_identity():
+    workflow = yaml.safe_load(RELEASE.read_text())
+    assert workflow["permissions"] == {}  # nothing by default; each job asks
+    dist = workflow["jobs"]["dist"]
+    assert dist["permissions"]["id-token"] == "write"
+    runs = "\n".join(step.get("run", "") for step in dist["steps"])
+    assert "make dist" in runs
+    assert "sigstore sign dist/*.tar.gz dist/*.whl dist/SHA256SUMS" in runs
+    image = workflow["jobs"]["image"]
+    assert image["permissions"]["id-token"] == "write"
+    assert any("cosign sign" in step.get("run", "") for step in image["steps"])
