@@ -60,7 +60,7 @@ ENV PATH=/opt/flexilib/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1
 # The working directory holds proxy.ini and the handlers its relative paths name.
-# A derived image replaces them (COPY), or a volume / ConfigMap is mounted over them.
+# A derived image replaces them (COPY), or a volume is mounted over them.
 # Owned by root: the server only reads them, and a handler cannot rewrite its own code.
 WORKDIR /srv/flexilib
 COPY --from=build /demo ./

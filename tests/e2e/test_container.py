@@ -19,10 +19,12 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -179,11 +181,11 @@ def serving(image: str, folder: Path) -> Iterator[Running]:
         "SERVER_THREAD_COUNT": "2",
     }
     stderr = folder / f"{image.rpartition('/')[2]}.stderr"
-    with mounted(image) as root:
+    with mounted(image) as root, stderr.open("wb") as log:
         process = subprocess.Popen(
             in_image(root, cfg, [*cfg["Entrypoint"], *cfg["Cmd"]], env),
             stdout=subprocess.DEVNULL,
-            stderr=stderr.open("wb"),
+            stderr=log,
             start_new_session=True,
         )
         try:
@@ -236,14 +238,50 @@ def test_image_serves_the_examples_as_a_non_root_user(image, tmp_path, record_pr
         assert not list(running.root.glob("opt/flexilib/lib/python3*/site-packages/pip"))
 
 
-def test_healthcheck_fails_when_nothing_answers(image, tmp_path):
-    """The HEALTHCHECK command reports unhealthy (non-zero) while no admin listener answers."""
+@contextmanager
+def answering(status: int) -> Iterator[int]:
+    """A loopback HTTP server answering every GET with `status`: stands in for the admin
+    listener, to check the HEALTHCHECK command's own logic; the real one is tested below."""
+
+    class Answer(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(status)
+            self.end_headers()
+            self.server.paths.append(self.path)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    server.paths = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_healthcheck_command_asks_healthz_on_the_admin_port(image):
+    """exit 0 on a 200 from /healthz; non-zero on a 503 or when nothing listens. A listener
+    on 0.0.0.0 (as in a pod) is asked on loopback."""
     cfg = config(image)
     command = image_healthcheck(image)
     with mounted(image) as root:
-        probe = in_image(root, cfg, command, {"SERVER_ADMIN": f"127.0.0.1:{free_port()}"})
-        done = subprocess.run(probe, capture_output=True, text=True, timeout=30)
-    assert done.returncode != 0 and "Connection refused" in done.stderr
+
+        def probe(admin: str) -> subprocess.CompletedProcess:
+            line = in_image(root, cfg, command, {"SERVER_ADMIN": admin})
+            return subprocess.run(line, capture_output=True, text=True, timeout=30)
+
+        with answering(200) as healthy:
+            assert probe(f"0.0.0.0:{healthy.server_port}").returncode == 0
+            assert healthy.paths == ["/healthz"]
+        with answering(503) as draining:
+            failed = probe(f"127.0.0.1:{draining.server_port}")
+            assert failed.returncode != 0 and "503" in failed.stderr
+        refused = probe(f"127.0.0.1:{free_port()}")
+        assert refused.returncode != 0 and "Connection refused" in refused.stderr
 
 
 def test_healthcheck_passes_against_the_running_server(image, tmp_path):
