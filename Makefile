@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: serve test examples lint bench bench-quick clean
+.PHONY: serve test examples lint bench bench-quick dist clean
 
 serve: $(VENV)/.installed examples  ## serve the bundled proxy.ini on port 8069
 	$(BIN)/flexilib serve
@@ -25,6 +25,28 @@ bench: $(VENV)/.installed examples  ## full benchmark suite -> bench/RESULTS.md
 bench-quick: $(VENV)/.installed examples
 	$(BIN)/python bench/run.py --quick
 
+# Release artifacts, byte-for-byte reproducible from a clean checkout: every timestamp
+# is the last commit's (SOURCE_DATE_EPOCH), the build backend is pinned
+# (deploy/release/build-constraints.txt), the C extension's debug info names paths
+# relative to the checkout, and the sdist is re-packed with sorted names, fixed owners
+# and modes, and no gzip timestamp (setuptools writes the build time into both).
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct)
+SDIST_TAR = --sort=name --mtime=@$(SOURCE_DATE_EPOCH) --owner=0 --group=0 --numeric-owner \
+            --mode=go-w --format=pax --pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime
+
+dist: $(VENV)/.installed  ## sdist + wheel into dist/, reproducible, with dist/SHA256SUMS
+	rm -rf dist build
+	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) \
+	PIP_CONSTRAINT=$(CURDIR)/deploy/release/build-constraints.txt \
+	CFLAGS="-ffile-prefix-map=$(CURDIR)=." \
+	$(BIN)/python -m build --sdist --wheel --outdir dist .
+	set -e; for sdist in dist/*.tar.gz; do \
+	    tree=$$(mktemp -d); tar -xzf $$sdist -C $$tree; \
+	    tar -C $$tree $(SDIST_TAR) -cf - $$(basename $$sdist .tar.gz) | gzip -9n > $$sdist; \
+	    rm -rf $$tree; \
+	done
+	cd dist && sha256sum *.tar.gz *.whl > SHA256SUMS
+
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
@@ -33,4 +55,4 @@ $(VENV)/.installed: pyproject.toml
 
 clean:
 	$(MAKE) -s -C examples clean
-	rm -rf $(VENV) build src/*.egg-info
+	rm -rf $(VENV) build dist src/*.egg-info
