@@ -19,11 +19,13 @@ from flexilib.runtime import dispatch
 from flexilib.runtime.dispatch import (
     FAST,
     MAX_CLASSES,
+    MAX_INLINE_BODY,
     PROMOTE,
     PROMOTE_MAX,
     SLOW,
     DeadlineExceeded,
     Dispatcher,
+    Overloaded,
     RequestClass,
 )
 
@@ -41,10 +43,13 @@ class Result:
 
 
 class Request:
-    def __init__(self, target: bytes = b"/a", method: bytes = b"GET", headers=()) -> None:
+    def __init__(
+        self, target: bytes = b"/a", method: bytes = b"GET", headers=(), body: bytes = b""
+    ) -> None:
         self.raw_method = method
         self.raw_target = target
         self.raw_headers = list(headers)
+        self.body = body
 
 
 class TimedOut(Exception):
@@ -58,6 +63,9 @@ class Handler:
         self.dispatch = dispatch
         self.timeout = timeout
         self.classes: dict = {}
+        self.concurrency: int | None = None
+        self.queue_limit = 64
+        self.gate = None
         self.elapsed = QUICK
         self.body = body
         self.threads: list[int] = []
@@ -159,22 +167,34 @@ def test_request_class_learns_from_fast_calls_and_doubles_its_proof_after_a_demo
 def test_a_new_class_runs_on_the_pool_and_runs_inline_after_promote_fast_calls(loop, make):
     dispatcher, handler = make(), Handler()
     for n in range(PROMOTE):
-        outcome = call(loop, dispatcher, handler, Request(b"/a?n=%d" % n), tag=n)
+        outcome = call(loop, dispatcher, handler, Request(b"/a?n=1"), tag=n)
         assert outcome.tag == n and outcome.error is None
         assert outcome.result.thread != LOOP_THREAD  # ran on a pool thread
         assert outcome.thread == LOOP_THREAD  # delivered on the loop thread
-    [learnt] = handler.classes.values()  # the query is not part of the class
+    [learnt] = handler.classes.values()
     assert learnt.inline and learnt.fast == PROMOTE
-    outcome = call(loop, dispatcher, handler, Request(b"/a?n=last"))
-    assert outcome.result.thread == LOOP_THREAD  # inline
-    # another path, method or set of header names is another class: back on the pool
+    outcome = call(loop, dispatcher, handler, Request(b"/a?n=1"))
+    assert outcome.result.thread == LOOP_THREAD  # inline: an exact repeat of a fast request
+    # anything the client varies is another class, back on the pool: the query, the path,
+    # the method, a header's name or value, the body
     for request in (
-        Request(b"/b"),
-        Request(b"/a", method=b"POST"),
-        Request(b"/a", headers=[(b"x-slow", b"1")]),
+        Request(b"/a?n=2"),
+        Request(b"/b?n=1"),
+        Request(b"/a?n=1", method=b"POST"),
+        Request(b"/a?n=1", headers=[(b"x-slow", b"1")]),
+        Request(b"/a?n=1", headers=[(b"x-slow", b"2")]),
+        Request(b"/a?n=1", body=b"sleep=3000"),
     ):
         assert call(loop, dispatcher, handler, request).result.thread != LOOP_THREAD
-    assert len(handler.classes) == 4
+    assert len(handler.classes) == 7
+
+
+def test_a_large_body_never_runs_inline_nor_is_hashed(loop, make):
+    dispatcher, handler = make(), Handler()
+    big = Request(b"/a", body=b"x" * (MAX_INLINE_BODY + 1))
+    for _ in range(PROMOTE + 2):
+        assert call(loop, dispatcher, handler, big).result.thread != LOOP_THREAD
+    assert handler.classes == {}
 
 
 def test_slow_or_failed_pool_calls_do_not_promote(loop, make):
@@ -245,9 +265,9 @@ def test_a_fixed_policy_is_never_learnt(loop, make, policy, inline):
 
 def test_the_class_table_is_bounded(loop, make):
     dispatcher, handler = make(), Handler()
-    handler.classes.update({("GET", n): RequestClass() for n in range(MAX_CLASSES)})
+    handler.classes.update({n: RequestClass() for n in range(MAX_CLASSES)})
     call(loop, dispatcher, handler, Request(b"/new"))
-    assert list(handler.classes) == [(b"GET", b"/new")]
+    assert len(handler.classes) == 1 and all(n >= MAX_CLASSES or n < 0 for n in handler.classes)
 
 
 def test_submit_passes_the_tag_through_and_delivers_errors(loop, make):
@@ -272,7 +292,6 @@ def test_a_call_within_its_timeout_is_answered_and_never_interrupted_later(loop,
     done = Done(loop)
     dispatcher.submit(lambda n: sum(range(n)), 100_000, done)
     assert done.wait(1)[0].result == sum(range(100_000))
-    assert handler.classes == {}  # a handler with a deadline always runs on the pool
 
 
 def test_a_python_loop_past_its_deadline_is_interrupted_and_its_thread_freed(loop, make):
@@ -379,3 +398,46 @@ def test_close_finishes_queued_jobs_then_refuses_and_the_threads_leave(loop, mak
     assert done.wait(1)[0].result == "queued before close"
     threads[0].join(WAIT)
     assert not threads[0].is_alive()
+
+
+def test_a_gate_runs_concurrency_calls_queues_the_next_and_refuses_the_rest(loop, make):
+    release = threading.Event()
+    handler = Handler(dispatch="pool", body=lambda request: release.wait(5))
+    handler.concurrency, handler.queue_limit = 2, 1
+    dispatcher, done = make(4, 4), Done(loop)
+    for n in range(4):
+        dispatcher.run(handler, Request(b"/slow"), done, n)
+    [refused] = done.wait(1)  # the fourth: two running, one waiting, no room left
+    assert refused.tag == 3 and isinstance(refused.error, Overloaded)
+    assert refused.error.status == 503
+    assert refused.error.response.headers == [("Retry-After", "1")]
+    assert (handler.gate.running, len(handler.gate.waiting)) == (2, 1)
+    release.set()
+    outcomes = done.wait(4)
+    assert sorted(o.tag for o in outcomes[1:]) == [0, 1, 2] and all(
+        o.error is None for o in outcomes[1:]
+    )
+    assert (handler.gate.running, len(handler.gate.waiting)) == (0, 0)
+
+
+def test_a_queued_call_past_its_deadline_is_answered_and_never_runs(loop, make):
+    release = threading.Event()
+    ran = []
+
+    def body(request):
+        ran.append(request.raw_target)
+        release.wait(5)
+
+    handler = Handler(dispatch="pool", timeout=WAIT / 10, body=body)
+    handler.concurrency, handler.queue_limit = 1, 4
+    dispatcher, done = make(2, 2), Done(loop)
+    dispatcher.run(handler, Request(b"/first"), done, "first")
+    dispatcher.run(handler, Request(b"/queued"), done, "queued")
+    timed_out = done.wait(2)  # both deadlines pass: the running call and the waiting one
+    assert sorted(o.tag for o in timed_out) == ["first", "queued"]
+    assert all(isinstance(o.error, TimedOut) for o in timed_out), timed_out
+    release.set()
+    wait_for = time.monotonic() + 5
+    while handler.gate.running and time.monotonic() < wait_for:
+        loop.run_until_complete(asyncio.sleep(0.01))
+    assert ran == [b"/first"] and handler.gate.running == 0

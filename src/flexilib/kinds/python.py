@@ -7,7 +7,7 @@ from pathlib import Path
 
 from flexilib.request import Request
 from flexilib.response import Response
-from flexilib.runtime.handler import Handler, HandlerError
+from flexilib.runtime.handler import BlockingHandler, HandlerError
 from flexilib.runtime.pyload import load_function
 
 __all__ = ["PythonHandler", "to_response"]
@@ -22,7 +22,7 @@ def to_response(result: object, where: str) -> Response:
     raise HandlerError(f"{where} returned {type(result).__name__}, not Response, bytes or str")
 
 
-class PythonHandler(Handler):
+class PythonHandler(BlockingHandler):
     """A `.py` file; the function is `handle_request` unless `python:FILE.py:FUNC` names one."""
 
     def __init__(self, spec) -> None:

@@ -3,26 +3,38 @@
 Two facts decide the shape (measured, see README "Architecture"): a native
 call made inline costs under 10% of a bare loop's throughput, while handing
 every call to a thread costs 5x with `run_in_executor`. Inline alone, though,
-lets one slow call stall every connection of the worker.
+lets one slow call stall every connection of the worker, and no call made on
+the loop thread can be interrupted.
 
-So every request is put in a *class*: its handler, method, path (without
-the query) and the names of its headers. A new class runs on the pool. Once
-`PROMOTE` of its pool calls took under `FAST` seconds it runs inline; an
-inline call that takes longer than `SLOW` sends its class back to the pool,
-and the class must then prove itself twice as often. A request that carries
-`x-slow` (or reaches a blocking code path) thus stays off the loop, while the
-steady stream of fast requests never leaves it.
+So a call runs inline only when the request is an *exact repeat* of one
+seen fast: its class is a hash of everything the client sent (method,
+target with its query, every header name and value, and a body of up to
+`MAX_INLINE_BODY` bytes; a larger body never runs inline). A new class runs
+on the pool; once `PROMOTE` of its pool calls took under `FAST` seconds it
+runs inline; an inline call slower than `SLOW` sends it back to the pool,
+needing twice the proof next time. Earlier versions classed requests by
+method, path and header *names*: a client could then make a class inline
+with eight fast requests and stall the worker with a ninth that differed in
+its query or body (3 s, or forever). With the whole request in the class,
+nothing a client varies reaches the loop thread untested: what it sends
+differently is a new class, and runs on the pool. What remains is a handler
+whose time changes for the *same* request (its own state): `SLOW` demotes
+the class after one such call, and `--worker-timeout` replaces a worker whose
+loop stays stuck.
 
 A call's time is the handler's own when the kind can measure it without the
 time spent waiting for the GIL (`Response.elapsed`, native calls); otherwise
 the wall time around the call, where a wait for the GIL can make a fast call
 look slow. That is why fast samples are counted, not required in a row.
 
-A handler with a `timeout` (Lambda functions) always runs on the pool with
-a deadline: when it passes, `done` gets the handler's `on_timeout()` error at
-once, the late result is dropped, and the thread running the call gets an
-asynchronous `TimeoutError` so Python code looping there stops (code blocked
-in C stops when it returns).
+On the pool every handler call has a deadline (`handler.timeout`: the
+route's `timeout=`): when it passes, `done` gets the handler's
+`on_timeout()` error at once (504), the late result is dropped, and the
+thread running the call gets an asynchronous `TimeoutError` so Python code
+looping there stops (code blocked in C stops when it returns). Each handler
+also has a `Gate`: at most `concurrency` of its calls run on the pool at
+once and `queue` more wait; past that it answers 503 with `Retry-After`, so
+one slow route cannot take every thread from the others.
 
 The pool hands results back in batches: workers append to a deque and the
 first one to find no wake-up pending asks the loop for one. One
@@ -43,15 +55,19 @@ from time import perf_counter
 from typing import Any
 
 from flexilib.log import diag
+from flexilib.response import Response
+from flexilib.runtime.handler import HandlerError
 
-__all__ = ["DeadlineExceeded", "Dispatcher"]
+__all__ = ["DeadlineExceeded", "Dispatcher", "Gate", "Overloaded"]
 
 FAST = 0.0005  # a call this quick may run inline
 SLOW = 0.002  # an inline call slower than this stalls the loop: back to the pool
 PROMOTE = 8  # fast pool calls (counted, not in a row) before a class runs inline
 PROMOTE_MAX = 1024
 MAX_CLASSES = 4096  # per handler; past it the table starts afresh (bounded memory)
+MAX_INLINE_BODY = 16 * 1024  # a larger request body is never hashed, and never runs inline
 IDLE_EXIT = 30.0
+_BUSY = b"Service Unavailable: this route is busy, try again\n"
 
 #: `done(tag, result, error)`, called on the loop thread; `tag` is passed through untouched
 #: (the exchange), so the hot path makes no closure per request
@@ -60,6 +76,26 @@ Done = Callable[[Any, Any, BaseException | None], None]
 
 class DeadlineExceeded(TimeoutError):
     """Raised inside a call whose deadline passed (never by the handler's own code)."""
+
+
+class Overloaded(HandlerError):
+    """A handler's calls fill its share of the pool and its queue: the client gets 503."""
+
+    def __init__(self, message: str) -> None:
+        busy = Response(_BUSY, 503, headers=[("Retry-After", "1")])
+        super().__init__(message, 503, busy)
+
+
+class Gate:
+    """How many calls of one handler may run on the pool at once, and wait beyond them."""
+
+    __slots__ = ("limit", "queue", "running", "waiting")
+
+    def __init__(self, limit: int, queue: int) -> None:
+        self.limit = limit
+        self.queue = queue
+        self.running = 0
+        self.waiting: deque = deque()
 
 
 _set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
@@ -97,13 +133,25 @@ WAITING, RUNNING, EXPIRED = 0, 1, 2
 class Ticket:
     """A call under a deadline: who runs it, and whether the deadline has passed."""
 
-    __slots__ = ("state", "thread", "timer", "lock")
+    __slots__ = ("state", "thread", "timer", "lock", "done")
 
-    def __init__(self) -> None:
+    def __init__(self, done: Done) -> None:
         self.state = WAITING  # WAITING (queued, or finished in time), RUNNING, EXPIRED
         self.thread = 0  # ident of the pool thread running it
         self.timer: asyncio.TimerHandle | None = None
         self.lock = threading.Lock()  # the thread cannot leave the call while expire() decides
+        self.done = done
+
+    def finish(self, tag: Any, result: Any, error: BaseException | None) -> None:
+        """The call's result, on the loop thread: passed on unless the deadline answered."""
+        if self.state != EXPIRED:
+            self.state = EXPIRED
+            self.timer.cancel()
+            self.done(tag, result, error)
+
+    def cancel(self) -> None:
+        self.state = EXPIRED
+        self.timer.cancel()
 
 
 class Dispatcher:
@@ -125,12 +173,13 @@ class Dispatcher:
     def run(self, handler: Any, request: Any, done: Done, tag: Any) -> None:
         """Call `handler.call(request)`; `done(tag, result, error)` runs on the loop thread."""
         policy = handler.dispatch
-        if handler.timeout:
-            self._deadline(handler, request, done, tag)
-        elif policy == "auto":
+        if policy == "auto":
+            body = request.body
+            if len(body) > MAX_INLINE_BODY:
+                self._pool(handler, request, done, tag, None)
+                return
             classes = handler.classes
-            key = (request.raw_method, request.raw_target.partition(b"?")[0])
-            key += tuple([name for name, _ in request.raw_headers])
+            key = hash((request.raw_method, request.raw_target, tuple(request.raw_headers), body))
             learnt = classes.get(key)
             if learnt is None:
                 if len(classes) >= MAX_CLASSES:
@@ -139,11 +188,11 @@ class Dispatcher:
             if learnt.inline:
                 self._inline(handler, request, done, tag, learnt)
             else:
-                self._submit(handler.call, request, done, tag, learnt)
+                self._pool(handler, request, done, tag, learnt)
         elif policy == "inline":
             self._inline(handler, request, done, tag, None)
         else:
-            self._submit(handler.call, request, done, tag, None)
+            self._pool(handler, request, done, tag, None)
 
     def _inline(
         self, handler: Any, request: Any, done: Done, tag: Any, learnt: RequestClass | None
@@ -161,7 +210,7 @@ class Dispatcher:
     # -- the pool ----------------------------------------------------------
     def submit(self, func: Callable[[Any], Any], arg: Any, done: Done, tag: Any = None) -> None:
         """Run `func(arg)` on the pool; `done(tag, result, error)` later on the loop thread."""
-        self._submit(func, arg, done, tag, None)
+        self._submit(func, arg, done, tag, None, None, None)
 
     def _submit(
         self,
@@ -170,7 +219,8 @@ class Dispatcher:
         done: Done,
         tag: Any,
         learnt: RequestClass | None,
-        ticket: Ticket | None = None,
+        ticket: Ticket | None,
+        gate: Gate | None,
     ) -> None:
         if self._closed:
             done(tag, None, RuntimeError("server is stopping"))
@@ -178,16 +228,39 @@ class Dispatcher:
         self._outstanding += 1
         if self._outstanding > self._threads and self._threads < self._max:
             self._start_thread()
-        self._jobs.put((func, arg, done, tag, learnt, ticket))
+        self._jobs.put((func, arg, done, tag, learnt, ticket, gate))
 
-    def _deadline(self, handler: Any, request: Any, done: Done, tag: Any) -> None:
-        ticket = Ticket()
+    def _pool(
+        self, handler: Any, request: Any, done: Done, tag: Any, learnt: RequestClass | None
+    ) -> None:
+        """A handler call on the pool: through its gate, under its deadline."""
+        gate = handler.gate
+        if gate is None:
+            gate = handler.gate = Gate(
+                handler.concurrency or max(1, self._max // 2), handler.queue_limit
+            )
+        ticket = self._deadline(handler, done, tag) if handler.timeout else None
+        call = (handler.call, request, done if ticket is None else ticket.finish, tag, learnt)
+        if gate.running < gate.limit:
+            gate.running += 1
+            self._submit(*call, ticket, gate)
+        elif len(gate.waiting) < gate.queue:
+            gate.waiting.append((call, ticket))
+        else:
+            if ticket is not None:
+                ticket.cancel()
+            done(
+                tag,
+                None,
+                Overloaded(
+                    f"{gate.running} calls running and {len(gate.waiting)} waiting"
+                    f" (concurrency={gate.limit}, queue={gate.queue}): answered 503"
+                ),
+            )
 
-        def finish(tag: Any, result: Any, error: BaseException | None) -> None:
-            if ticket.state != EXPIRED:
-                ticket.state = EXPIRED
-                ticket.timer.cancel()
-                done(tag, result, error)
+    def _deadline(self, handler: Any, done: Done, tag: Any) -> Ticket:
+        """A ticket whose timer answers `on_timeout()` and interrupts the call at the deadline."""
+        ticket = Ticket(done)
 
         def expire() -> None:
             with ticket.lock:  # the worker cannot leave the call while we decide
@@ -199,7 +272,7 @@ class Dispatcher:
             done(tag, None, handler.on_timeout())
 
         ticket.timer = self._loop.call_later(handler.timeout, expire)
-        self._submit(handler.call, request, finish, tag, None, ticket)
+        return ticket
 
     def _start_thread(self) -> None:
         with self._count_lock:
@@ -228,7 +301,7 @@ class Dispatcher:
             return False
         if job is None:
             return False
-        func, arg, done, tag, learnt, ticket = job
+        func, arg, done, tag, learnt, ticket, gate = job
         start = perf_counter()
         try:
             if ticket is not None:
@@ -242,7 +315,7 @@ class Dispatcher:
             result, error = None, exc
         if ticket is not None:
             result, error = self._settle(ticket, result, error)
-        self._done.append((done, tag, result, error, learnt, perf_counter() - start))
+        self._done.append((done, tag, result, error, learnt, gate, perf_counter() - start))
         if not self._wake_pending:
             self._wake_pending = True
             try:
@@ -270,8 +343,14 @@ class Dispatcher:
         self._wake_pending = False
         finished = self._done
         while finished:
-            done, tag, result, error, learnt, elapsed = finished.popleft()
+            done, tag, result, error, learnt, gate, elapsed = finished.popleft()
             self._outstanding -= 1
+            if gate is not None:
+                gate.running -= 1
+                if gate.waiting:
+                    call, ticket = gate.waiting.popleft()
+                    gate.running += 1
+                    self._submit(*call, ticket, gate)
             if learnt is not None and error is None:
                 learnt.record(result.elapsed or elapsed)
             try:

@@ -24,12 +24,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from flexilib.config import ConfigError, HandlerSpec, Rule
+from flexilib.response import Response
 
 if TYPE_CHECKING:
     from flexilib.request import Request
-    from flexilib.response import Response
 
 __all__ = [
+    "BlockingHandler",
     "Handler",
     "Stream",
     "Tunnel",
@@ -40,6 +41,10 @@ __all__ = [
     "number_option",
     "validate_rules",
 ]
+
+
+DEFAULT_TIMEOUT = 30.0  # seconds, for kinds that take `timeout=` without one of their own
+DEFAULT_QUEUE = 64  # calls of one handler waiting for a pool thread, past its concurrency
 
 
 class Tunnel(Protocol):
@@ -137,6 +142,10 @@ class Handler:
         self.dispatch = spec.option("dispatch", "auto")
         #: the dispatcher's per-request-class timings (see flexilib.runtime.dispatch)
         self.classes: dict = {}
+        #: calls of this handler on the pool at once (None: half the pool), and waiting beyond
+        self.concurrency: int | None = None
+        self.queue_limit = DEFAULT_QUEUE
+        self.gate = None  # the dispatcher's count of them, made on the first pool call
 
     @classmethod
     def validate(cls, spec: HandlerSpec) -> None:
@@ -174,6 +183,49 @@ class Handler:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.spec.target}>"
+
+
+class BlockingHandler(Handler):
+    """A `sync` kind whose calls may block a thread: native libraries and Python functions.
+
+    Options: `dispatch=auto|inline|pool`; `timeout=S` (default 30: past it the
+    client gets 504; Python code is interrupted, a native call finishes on its
+    thread); `concurrency=N` (calls on the pool at once; default half of
+    `SERVER_MAX_THREADS`) and `queue=N` (waiting beyond them, default 64; past
+    both: 503 with `Retry-After`). See `flexilib.runtime.dispatch`.
+    """
+
+    options: ClassVar[frozenset[str]] = frozenset({"dispatch", "timeout", "concurrency", "queue"})
+
+    def __init__(self, spec: HandlerSpec) -> None:
+        super().__init__(spec)
+        self.timeout = _timeout(spec)
+        concurrency = spec.option("concurrency")
+        self.concurrency = _count(concurrency, "concurrency", 1) if concurrency else None
+        self.queue_limit = _count(spec.option("queue", str(DEFAULT_QUEUE)), "queue", 0)
+
+    @classmethod
+    def validate(cls, spec: HandlerSpec) -> None:
+        super().validate(spec)
+        _timeout(spec)
+        if spec.option("concurrency") is not None:
+            _count(spec.option("concurrency"), "concurrency", 1)
+        _count(spec.option("queue", str(DEFAULT_QUEUE)), "queue", 0)
+
+    def on_timeout(self) -> HandlerError:
+        return HandlerError(
+            f"{self.spec.target}: no answer after {self.timeout:g}s (timeout=): answered 504",
+            504,
+            Response(b"Gateway Timeout: the handler did not answer in time\n", 504),
+        )
+
+
+def _timeout(spec: HandlerSpec) -> float:
+    return number_option(spec.option("timeout", str(DEFAULT_TIMEOUT)), "timeout", 0.001, 86400.0)
+
+
+def _count(text: str, name: str, low: int) -> int:
+    return int(number_option(text, name, low, 100_000, integer=True))
 
 
 def number_option(text: str, name: str, low: float, high: float, integer: bool = False) -> float:

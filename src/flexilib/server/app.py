@@ -122,13 +122,21 @@ class App:
             self.loop.create_task(self._run_stream(exchange, handler))
 
     async def _run_async(self, exchange: Exchange, handler: Handler) -> None:
+        timer = None
+        if handler.timeout:  # cancelled at its next await once the deadline passes
+            timer = self.loop.call_later(handler.timeout, asyncio.current_task().cancel)
         try:
             result = await handler.call_async(exchange.request)
         except BaseException as exc:  # noqa: BLE001 - every failure is answered and logged
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
+            if isinstance(exc, asyncio.CancelledError) and timer is not None:
+                exc = handler.on_timeout()
             self._deliver(exchange, None, exc)
             return
+        finally:
+            if timer is not None:
+                timer.cancel()
         self._deliver(exchange, result, None)
 
     async def _run_stream(self, exchange: Exchange, handler: Handler) -> None:

@@ -75,6 +75,7 @@ class LambdaHandler(Handler):
         self.format = spec.option("format", "2.0")
         self.function_timeout = number_option(spec.option("timeout", "3"), "timeout", 0.001, 900.0)
         self.timeout = min(self.function_timeout, INTEGRATION_TIMEOUT_S[self.format])
+        self.dispatch = "pool"  # always under its deadline, as Lambda runs it
         self.memory = int(spec.option("memory", "128"))
         self.name = spec.option("name", Path(spec.path).stem)
         self._env = _environment(spec)

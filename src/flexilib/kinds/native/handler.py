@@ -32,7 +32,7 @@ from flexilib.kinds.native import _native
 from flexilib.kinds.native.elfcheck import incomplete
 from flexilib.request import Request
 from flexilib.response import Response
-from flexilib.runtime.handler import Handler, HandlerError, HandlerLoadError
+from flexilib.runtime.handler import BlockingHandler, HandlerError, HandlerLoadError
 
 __all__ = ["NativeHandler", "remove_private_copies", "set_preallocation"]
 
@@ -66,7 +66,7 @@ def remove_private_copies() -> None:
             _private_dir = None
 
 
-class NativeHandler(Handler):
+class NativeHandler(BlockingHandler):
     """A `.so` exporting `handle_request` (and optionally `request_deinit`)."""
 
     def __init__(self, spec: HandlerSpec) -> None:
