@@ -19,7 +19,7 @@ the wall time around the call, where a wait for the GIL can make a fast call
 look slow. That is why fast samples are counted, not required in a row.
 
 A handler with a `timeout` (Lambda functions) always runs on the pool with
-a deadline: when it passes, `done` gets the handler's `on_timeout()` error at
+a deadline: when it passes, `done` gets the handler's `on_timeout(request)` error at
 once, the late result is dropped, and the thread running the call gets an
 asynchronous `TimeoutError` so Python code looping there stops (code blocked
 in C stops when it returns).
@@ -196,7 +196,7 @@ class Dispatcher:
                 if ticket.state == RUNNING:
                     _set_async_exc(ticket.thread, DeadlineExceeded)
                 ticket.state = EXPIRED
-            done(tag, None, handler.on_timeout())
+            done(tag, None, handler.on_timeout(request))
 
         ticket.timer = self._loop.call_later(handler.timeout, expire)
         self._submit(handler.call, request, finish, tag, None, ticket)

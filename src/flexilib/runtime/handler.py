@@ -161,8 +161,8 @@ class Handler:
     async def stream(self, request: Request, stream: Stream) -> None:
         raise NotImplementedError
 
-    def on_timeout(self) -> HandlerError:
-        """The error answered when a call overran `timeout`."""
+    def on_timeout(self, request: Request) -> HandlerError:
+        """The error answered when the call for `request` overran `timeout`."""
         return HandlerError(f"{self.spec.target}: timed out after {self.timeout:g}s", 504)
 
     def close(self) -> None:
