@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: serve test examples lint bench bench-quick clean
+.PHONY: serve test examples lint docs bench bench-quick clean
 
 serve: $(VENV)/.installed examples  ## serve the bundled proxy.ini on port 8069
 	$(BIN)/flexilib serve
@@ -19,6 +19,9 @@ lint: $(VENV)/.installed  ## ruff, and the architecture's import contracts (pypr
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/lint-imports
 
+docs: $(VENV)/.installed  ## the user's guide (docs/, mkdocs.yml) -> site/; a broken link fails
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 bench: $(VENV)/.installed examples  ## full benchmark suite -> bench/RESULTS.md
 	$(BIN)/python bench/run.py --full
 
@@ -28,9 +31,9 @@ bench-quick: $(VENV)/.installed examples
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,docs]'
 	touch $@
 
 clean:
 	$(MAKE) -s -C examples clean
-	rm -rf $(VENV) build src/*.egg-info
+	rm -rf $(VENV) build site src/*.egg-info
