@@ -200,24 +200,30 @@ class Page:
                 assert self.server is not None, "curl before a serve block"
                 reach = f"localhost:{DOC_PORT}:127.0.0.1:{self.server.port}"
                 command = f"curl -sS --connect-to {reach} {command[5:]}"
-            pattern = expected_regex(normalised(expected))
+            self.check(command, expected, poll="poll" in step.args)
 
-            def output(command: str = command) -> str:
-                done = subprocess.run(
-                    ["bash", "-c", command],
-                    cwd=self.folder,
-                    env=self.env,
-                    capture_output=True,
-                    text=True,
-                    timeout=60,
-                )
-                return normalised(done.stdout + done.stderr)
+    def check(self, command: str, expected: str, poll: bool) -> None:
+        """Run `command`; its output must match `expected` (at once, or within 15 s if `poll`)."""
+        pattern = expected_regex(normalised(expected))
+        got = ""
 
-            if "poll" in step.args:
-                wait_until(lambda: pattern.fullmatch(output()), 15, what=f"{command!r}")
-            else:
-                got = output()
-                assert pattern.fullmatch(got), f"$ {command}\nexpected:\n{expected}\ngot:\n{got}"
+        def matches() -> bool:
+            nonlocal got
+            done = subprocess.run(
+                ["bash", "-c", command],
+                cwd=self.folder,
+                env=self.env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            got = normalised(done.stdout + done.stderr)
+            return pattern.fullmatch(got) is not None
+
+        try:
+            wait_until(matches, 15 if poll else 0, what=repr(command))
+        except AssertionError:
+            raise AssertionError(f"$ {command}\nexpected:\n{expected}\ngot:\n{got}") from None
 
     def close(self) -> None:
         for service in self.services:
