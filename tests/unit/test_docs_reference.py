@@ -59,3 +59,12 @@ def test_settings_page_carries_the_generated_table():
     page = (REPO / "docs" / "reference" / "settings.md").read_text()
     assert "<!-- generated: options -->" in page
     assert hooks().on_page_markdown(page).count("| `--") == len(table_rows(hooks().options_table()))
+
+
+def test_readme_links_resolve():
+    """The README links into docs/, which MkDocs does not check: every target must exist."""
+    readme = (REPO / "README.md").read_text()
+    targets = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", readme)
+    local = [t for t in targets if "://" not in t]
+    assert len(local) > 20
+    assert [t for t in local if not (REPO / t).exists()] == []
