@@ -15,8 +15,8 @@ examples:  ## build the example native libraries into lib/
 	$(MAKE) -s -C examples
 
 lint: $(VENV)/.installed  ## ruff, and the architecture's import contracts (pyproject.toml)
-	$(BIN)/ruff check src tests bench docs
-	$(BIN)/ruff format --check src tests bench docs
+	$(BIN)/ruff check src tests bench docs/hooks.py
+	$(BIN)/ruff format --check src tests bench docs/hooks.py
 	$(BIN)/lint-imports
 
 docs: $(VENV)/.installed  ## the user's guide (docs/, mkdocs.yml) -> site/; a broken link fails
