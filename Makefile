@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: serve test examples lint bench bench-quick dist clean
+.PHONY: serve test examples lint docs bench bench-quick dist clean
 
 serve: $(VENV)/.installed examples  ## serve the bundled proxy.ini on port 8069
 	$(BIN)/flexilib serve
@@ -15,9 +15,12 @@ examples:  ## build the example native libraries into lib/ (Zig with the venv's 
 	$(MAKE) -s -C examples ZIG_PYTHON=$(abspath $(BIN))/python
 
 lint: $(VENV)/.installed  ## ruff, and the architecture's import contracts (pyproject.toml)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench docs/hooks.py
+	$(BIN)/ruff format --check src tests bench docs/hooks.py
 	$(BIN)/lint-imports
+
+docs: $(VENV)/.installed  ## the user's guide (docs/, mkdocs.yml) -> site/; a broken link fails
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 bench: $(VENV)/.installed examples  ## full benchmark suite -> bench/RESULTS.md
 	$(BIN)/python bench/run.py --full
@@ -50,9 +53,9 @@ dist: $(VENV)/.installed  ## sdist + wheel into dist/, reproducible, with dist/S
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,docs]'
 	touch $@
 
 clean:
 	$(MAKE) -s -C examples clean
-	rm -rf $(VENV) build dist src/*.egg-info
+	rm -rf $(VENV) build dist site src/*.egg-info

@@ -1,7 +1,7 @@
-"""Writes RESULTS.md: machine, versions, tables of medians, ratios, and the issue's targets.
+"""Writes RESULTS.md: machine, versions, tables of medians, ratios, and the performance targets.
 
-Every target is checked as the issue states it, as a ratio between servers
-measured in the same run (target 5 is the issue's own memory bound in MB).
+Every target is checked as it was set, as a ratio between servers
+measured in the same run (target 5 is a memory bound in MB).
 Nothing here decides the exit status: a target not met is reported, not raised.
 """
 
@@ -234,7 +234,7 @@ def _header(mode, elapsed: float) -> Section:  # noqa: ANN001
         f"round(s), wrk `-t2 -c64 -d{mode.seconds:g}s --latency` on the same machine"
         + (f" after a {mode.warmup:g} s warm-up run" if mode.warmup else "")
         + f", every figure the median over rounds; the whole run took {elapsed:.0f} s. "
-        "Servers and wrk share the CPUs, as in the issue's reference figures; other load on "
+        "Servers and wrk share the CPUs; other load on "
         "the machine moves every figure, so compare ratios within this file only.",
         "",
         f'Every server answers wrk\'s `GET /` with status {STATUS}, body `"{body}"` and '
@@ -405,7 +405,7 @@ def _lambda_section(by_key, out: Results) -> Section:  # noqa: ANN001
             ]
         )
     return _section(
-        "AWS Lambda (issue 4): the same handler three ways",
+        "AWS Lambda: the same handler three ways",
         _table(
             ["path", "req/s", "p50 ms", "p99 ms", "cold start after a file change, median ms"], rows
         ),
@@ -464,7 +464,7 @@ def _proxy_section(by_key, out: Results) -> Section:  # noqa: ANN001
         for k, label in (("flexilib-proxy", "flexilib"), ("nginx-proxy", "nginx"))
     ]
     return _section(
-        "Reverse proxy (issue 5): flexilib vs nginx `proxy_pass`, same upstream",
+        "Reverse proxy: flexilib vs nginx `proxy_pass`, same upstream",
         "The upstream is an nginx `return 200` server (1 worker) of its own; keep-alive clients; "
         "the proxy's RSS and CPU are in the first table.",
         _table(["proxy", "req/s", "p50 ms", "p99 ms"], rows),
@@ -482,7 +482,7 @@ _HOW = [
     "app (bench/peers/asgi_app.py), its access log on stdout to a file.",
     "- granian: `--interface rsgi --workers 1 --loop uvloop --http 1 --access-log`, raw RSGI app "
     "(bench/peers/rsgi_app.py), its access log on stdout to a file. Rows with the log *off* "
-    "(full mode) are context for the issue's reference figures only; no ratio uses them.",
+    "(full mode) are context only; no ratio uses them.",
     "- flexilib: `flexilib serve --config <generated proxy.ini> --port P --address 127.0.0.1`, "
     "default settings (`SERVER_WORKERS=2` for the 2-worker rows), its access log on stdout to a "
     "file; handlers from bench/handlers/ and lib/libsample.so.",
@@ -513,12 +513,12 @@ def write(
     lines += _wasm_section(by_key, out)
     lines += _proxy_section(by_key, out)
     lines += _section(
-        "Targets of issue 6 (ratios within this run)",
+        "Performance targets (ratios within this run)",
         _table(["#", "target", "measured", "verdict"], _targets(out, slow_ms)),
     )
     if mode.name != "full":
         lines += [
-            f"*{mode.name} mode*: short runs, one round, without the issue 4/5 extras; the "
+            f"*{mode.name} mode*: short runs, one round, without the Lambda and proxy extras; the "
             "committed figures come from `--full`.",
             "",
         ]

@@ -89,6 +89,7 @@ class Request:
         "http_version",
         "scheme",
         "route_prefix",
+        "request_id",
         "_headers",
     )
 
@@ -111,6 +112,9 @@ class Request:
         self.scheme = scheme
         #: the path prefix of the rule that routed it (what a proxy replaces, a CGI's SCRIPT_NAME)
         self.route_prefix = b""
+        #: an id a handler kind gives the request for its log lines (Lambda's aws_request_id);
+        #: kept here so a timeout, answered on another thread, can name the same request
+        self.request_id: str | None = None
         self._headers: Headers | None = None
 
     @property

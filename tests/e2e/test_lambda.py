@@ -371,7 +371,10 @@ def test_timeout_answers_and_the_server_keeps_serving(start_server, tmp_path):
     assert during.text == "fast"
     assert (response.status_code, response.json()) == (500, {"message": "Internal Server Error"})
     assert 0.9 < elapsed < 3, elapsed
-    server.wait_for_log(r"Task timed out after 1\.00 seconds")
+    # the timeout line names the invocation by the aws_request_id the function was given
+    log = server.wait_for_log(r"failing: [0-9a-f-]{36}: Task timed out after 1\.00 seconds")
+    (timed_out,) = re.findall(r"failing: ([0-9a-f-]{36}): Task timed out", log)
+    wait_until(lambda: f"sleepy invocation {timed_out}" in server.stdout.read_text(), 5)
 
     response, elapsed = timed_get(f"{server.url}/sleep-v1")
     assert (response.status_code, response.json()) == (502, {"message": "Internal server error"})

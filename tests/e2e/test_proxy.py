@@ -392,6 +392,19 @@ def test_balancing_and_failover(start_server, upstream):
     assert failed == []  # not one request failed: refused connects went to the others
 
 
+def test_round_robin_skips_a_dead_upstream_without_favouring_its_neighbour(start_server, upstream):
+    """8 requests over two live upstreams go 4/4 while the one between them is taken out."""
+    a, c = upstream("a"), upstream("c")
+    dead = f"http://127.0.0.1:{free_port()}"
+    server = start_server(f"/ = {a.url} {dead} {c.url} fail_timeout=60\n")
+    session = requests.Session()
+    first = [echo(session.get(f"{server.url}/n", timeout=5))["name"] for _ in range(3)]
+    assert sorted(first) == ["a", "a", "c"] or sorted(first) == ["a", "c", "c"]
+    server.wait_for_log(rf"upstream {dead}: cannot connect: .*taken out for 60s")
+    names = [echo(session.get(f"{server.url}/n", timeout=5))["name"] for _ in range(8)]
+    assert sorted(names) == ["a"] * 4 + ["c"] * 4, names
+
+
 def test_unreachable_upstreams_answer_502(start_server):
     dead1, dead2 = free_port(), free_port()
     server = start_server(

@@ -22,6 +22,7 @@ def not_an_object(event, context):
 
 
 def sleepy(event, context):
+    print("sleepy invocation", context.aws_request_id, flush=True)  # the timeout line names it
     end = time.monotonic() + 30
     while time.monotonic() < end:
         time.sleep(0.05)

@@ -77,7 +77,7 @@ class Handler:
             self.body(request)
         return Result(threading.get_ident(), self.elapsed)
 
-    def on_timeout(self) -> TimedOut:
+    def on_timeout(self, request: Request) -> TimedOut:
         error = TimedOut("deadline")
         self.timeouts.append(error)
         return error

@@ -189,6 +189,23 @@ def test_a_rejected_request_whose_line_was_read_is_logged_with_it(loop):
     assert exchange.status == 413
 
 
+@pytest.mark.parametrize(
+    ("chunks", "logged"),
+    [
+        ([b"GET /big?x=1 HTTP/1.1\r\nX: " + b"a" * 20000 + b"\r\n\r\n"], (b"GET", b"/big?x=1")),
+        ([b"GET /big HTTP/1.1\r\nX: ", b"a" * 100_000], (b"GET", b"/big")),  # still arriving
+        ([b"GARBAGE\r\n\r\n"], (b"-", b"-")),
+    ],
+)
+def test_a_request_rejected_in_its_headers_is_logged_with_its_line(loop, chunks, logged):
+    app = App()
+    protocol, transport, _, _ = connect(loop, app, max_header_bytes=16384)
+    for chunk in chunks:
+        protocol.data_received(chunk)
+    [exchange] = app.finished_
+    assert (exchange.request.raw_method, exchange.request.raw_target) == logged
+
+
 def test_a_request_behind_one_owed_is_rejected_after_it(loop):
     app = App(hold=True)
     protocol, transport, _, _ = connect(loop, app)

@@ -372,8 +372,10 @@ class HttpProtocol(asyncio.Protocol):
         self.reading = None
         if reading is not None and reading.streamed:
             reading.lost()
-        if reading is None:  # the request line and headers were not all read
-            unread = Request(b"-", b"-", [], b"", self.peer)
+        if reading is None:  # the headers were not all read; the request line may have been
+            line = self.phase == READING_HEAD and self.url
+            method = self.parser.get_method() if line else b"-"
+            unread = Request(method, self.url if line else b"-", [], b"", self.peer)
             reading = Exchange(self, unread, self.client, False, self.loop)
         reading.keep_alive = False
         diag(f"{self.client}: {problem.status}: {problem}")

@@ -29,7 +29,7 @@ look slow. That is why fast samples are counted, not required in a row.
 
 On the pool every handler call has a deadline (`handler.timeout`: the
 route's `timeout=`): when it passes, `done` gets the handler's
-`on_timeout()` error at once (504), the late result is dropped, and the
+`on_timeout(request)` error at once (504), the late result is dropped, and the
 thread running the call gets an asynchronous `TimeoutError` so Python code
 looping there stops (code blocked in C stops when it returns). Each handler
 also has a `Gate`: at most `concurrency` of its calls run on the pool at
@@ -239,7 +239,7 @@ class Dispatcher:
             gate = handler.gate = Gate(
                 handler.concurrency or max(1, self._max // 2), handler.queue_limit
             )
-        ticket = self._deadline(handler, done, tag) if handler.timeout else None
+        ticket = self._deadline(handler, request, done, tag) if handler.timeout else None
         call = (handler.call, request, done if ticket is None else ticket.finish, tag, learnt)
         if gate.running < gate.limit:
             gate.running += 1
@@ -258,8 +258,8 @@ class Dispatcher:
                 ),
             )
 
-    def _deadline(self, handler: Any, done: Done, tag: Any) -> Ticket:
-        """A ticket whose timer answers `on_timeout()` and interrupts the call at the deadline."""
+    def _deadline(self, handler: Any, request: Any, done: Done, tag: Any) -> Ticket:
+        """A ticket whose timer answers `on_timeout(request)` and interrupts the call at the deadline."""
         ticket = Ticket(done)
 
         def expire() -> None:
@@ -269,7 +269,7 @@ class Dispatcher:
                 if ticket.state == RUNNING:
                     _set_async_exc(ticket.thread, DeadlineExceeded)
                 ticket.state = EXPIRED
-            done(tag, None, handler.on_timeout())
+            done(tag, None, handler.on_timeout(request))
 
         ticket.timer = self._loop.call_later(handler.timeout, expire)
         return ticket

@@ -170,8 +170,8 @@ class Handler:
     async def stream(self, request: Request, stream: Stream) -> None:
         raise NotImplementedError
 
-    def on_timeout(self) -> HandlerError:
-        """The error answered when a call overran `timeout`."""
+    def on_timeout(self, request: Request) -> HandlerError:
+        """The error answered when the call for `request` overran `timeout`."""
         return HandlerError(f"{self.spec.target}: timed out after {self.timeout:g}s", 504)
 
     def close(self) -> None:
@@ -212,7 +212,7 @@ class BlockingHandler(Handler):
             _count(spec.option("concurrency"), "concurrency", 1)
         _count(spec.option("queue", str(DEFAULT_QUEUE)), "queue", 0)
 
-    def on_timeout(self) -> HandlerError:
+    def on_timeout(self, request: Request) -> HandlerError:
         return HandlerError(
             f"{self.spec.target}: no answer after {self.timeout:g}s (timeout=): answered 504",
             504,

@@ -131,7 +131,7 @@ class App:
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
             if isinstance(exc, asyncio.CancelledError) and timer is not None:
-                exc = handler.on_timeout()
+                exc = handler.on_timeout(exchange.request)
             self._deliver(exchange, None, exc)
             return
         finally:

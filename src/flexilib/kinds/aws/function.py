@@ -23,6 +23,7 @@ import re
 import resource
 import threading
 import traceback
+import uuid
 from pathlib import Path
 
 from flexilib.config import HandlerSpec
@@ -47,6 +48,7 @@ from flexilib.runtime.pyload import load_function
 __all__ = ["LambdaHandler"]
 
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_id_lock = threading.Lock()
 _thread = threading.local()  # per pool thread: the event loop Lambda code finds there
 
 
@@ -92,15 +94,21 @@ class LambdaHandler(Handler):
     def watched_files(self) -> list[Path]:
         return list(self._files)
 
-    def on_timeout(self) -> HandlerError:
+    def on_timeout(self, request: Request) -> HandlerError:
+        """Lambda's timeout record, naming the invocation the function saw as `aws_request_id`."""
         return HandlerError(
-            f"{self.name}: Task timed out after {self.timeout:.2f} seconds",
+            f"{self.name}: {_request_id(request)}: Task timed out after {self.timeout:.2f} seconds",
             response=timeout_response(self.format, self.function_timeout),
         )
 
     def call(self, request: Request) -> Response:
         event = gateway_event(request, self.format)
-        context = new_context(self._env, timeout_s=self.timeout, invoked_function_arn=self._arn)
+        context = new_context(
+            self._env,
+            timeout_s=self.timeout,
+            invoked_function_arn=self._arn,
+            aws_request_id=_request_id(request),
+        )
         before = _peak_kb()
         _ensure_event_loop()
         try:
@@ -137,6 +145,18 @@ def _environment(spec: HandlerSpec) -> dict[str, str]:
         region=os.environ.get("AWS_REGION", "us-east-1"),
         extra=spec.prefixed("env."),
     )
+
+
+def _request_id(request: Request) -> str:
+    """The request's invocation id, made once: by the call, or by a timeout that came first.
+
+    The call (a pool thread) and the timeout (the loop thread) may both reach
+    here for one request; the lock makes them agree on one id.
+    """
+    with _id_lock:
+        if request.request_id is None:
+            request.request_id = str(uuid.uuid4())
+        return request.request_id
 
 
 def _peak_kb() -> int:

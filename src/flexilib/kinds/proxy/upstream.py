@@ -101,14 +101,18 @@ class Balancer:
         if count == 1:
             return None if tried else upstreams[0]
         start = self._next
-        self._next = (start + 1) % count
         best = None
         for i in range(count):
-            upstream = upstreams[(start + i) % count]
+            index = (start + i) % count
+            upstream = upstreams[index]
             if upstream.down_until > now or upstream in tried:
                 continue
             if best is None or upstream.outstanding < best.outstanding:
-                best = upstream
+                best, chosen = upstream, index
+        if best is not None:
+            # the turn passes to the one after the chosen upstream, not after `start`:
+            # else a dead upstream's turn goes to its successor (5/3 instead of 4/4)
+            self._next = (chosen + 1) % count
         return best
 
     def failed(self, upstream: Upstream, now: float) -> bool:
