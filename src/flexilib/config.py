@@ -10,6 +10,7 @@ FlexiLib's (see README "Configuration"), so its own proxy.ini parses as is.
 from __future__ import annotations
 
 import re
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,6 +51,17 @@ class HandlerSpec:
     def prefixed(self, prefix: str) -> dict[str, str]:
         """Options named `prefix` + NAME, as {NAME: value} (e.g. `env.`)."""
         return {k[len(prefix) :]: v for k, v in self.options if k.startswith(prefix)}
+
+    @property
+    def marker(self) -> int:
+        """A stable non-zero 31-bit number for this handler, the same in every process.
+
+        Workers mark the native library they are calling with it in memory the
+        master shares (`server/scoreboard.py`), so the master can tell which one
+        a crashed worker was in.
+        """
+        identity = "\0".join((self.kind, self.target, *(f"{k}={v}" for k, v in self.options)))
+        return zlib.crc32(identity.encode()) & 0x7FFFFFFF or 1
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,13 @@ code the master stays a few MB.
 - A worker whose event loop has not ticked for `--worker-timeout` seconds
   (the scoreboard, `server/scoreboard.py`) is stuck: it is killed and
   replaced, with a log line.
+- A worker that dies inside a native library (a signal, or killed as stuck;
+  the scoreboard's crash cells say which library each thread was calling)
+  is replaced at once, and the library is quarantined: every worker answers
+  its routes 503 with `Retry-After` for `QUARANTINE_FIRST` seconds, doubling
+  while it keeps crashing (up to `QUARANTINE_MAX`). So a library that crashes
+  on every request costs one worker's connections once per quarantine, not
+  the whole server's traffic to a growing restart back-off.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ import signal
 import socket
 import time
 
-from flexilib.config import Rule
+from flexilib.config import HandlerSpec, Rule
 from flexilib.log import diag
 from flexilib.server.control import encode
 from flexilib.server.scoreboard import Scoreboard
@@ -42,6 +49,9 @@ __all__ = ["block_signals", "listen", "read_and_validate", "run_master"]
 
 MAX_BACKOFF = 10.0
 STABLE_AFTER = 5.0  # a worker alive this long resets the crash count
+QUARANTINE_FIRST = 5.0  # seconds a library that crashed a worker is not called
+QUARANTINE_MAX = 300.0
+QUARANTINE_FORGET = 60.0  # quiet this long after its quarantine: the next one starts again
 _SIGNALS = (signal.SIGCHLD, signal.SIGHUP, signal.SIGTERM, signal.SIGINT)
 
 
@@ -83,6 +93,16 @@ class WorkerProcess:
         self.killed = False  # killed for not ticking: its death is expected
 
 
+class Quarantine:
+    """A native library that crashed a worker: not called until `until` (monotonic)."""
+
+    __slots__ = ("until", "strikes")
+
+    def __init__(self) -> None:
+        self.until = 0.0
+        self.strikes = 0
+
+
 class Master:
     def __init__(self, settings: Settings, sock: socket.socket, rules: list[Rule]) -> None:
         self.settings = settings
@@ -93,6 +113,7 @@ class Master:
         self.restart_at: dict[int, float] = {}  # worker number -> when to start it
         self.stopping = False
         self.scoreboard = Scoreboard(settings.workers)
+        self.quarantined: dict[HandlerSpec, Quarantine] = {}
         self.selector = selectors.DefaultSelector()
         self._wakeup_r, self._wakeup_w = os.pipe()
 
@@ -108,8 +129,9 @@ class Master:
                 self._forget_in_child()
                 from flexilib.server.worker import run_worker
 
+                blocked = {spec: q.until for spec, q in self.quarantined.items()}
                 status = run_worker(
-                    self.sock, self.settings, self.rules, number, self.scoreboard, reader
+                    self.sock, self.settings, self.rules, number, self.scoreboard, reader, blocked
                 )
             except BaseException as exc:  # noqa: BLE001 - report, never return into the master
                 diag(f"worker failed: {exc!r}")
@@ -148,6 +170,7 @@ class Master:
             if worker is None:
                 continue  # a config validation child
             self._drop_control(worker)
+            inside = self._libraries(worker.number) if os.WIFSIGNALED(status) else []
             if self.stopping:
                 diag(f"worker {worker.number} (pid {pid}) {_describe(status)}")
                 continue
@@ -155,17 +178,45 @@ class Master:
             lived = time.monotonic() - worker.started
             if lived > STABLE_AFTER:
                 self.crashes[number] = 0
-            delay = (
-                0.0
-                if self.crashes[number] == 0
-                else min(0.1 * 2 ** self.crashes[number], MAX_BACKOFF)
-            )
-            self.crashes[number] += 1
+            for spec in inside:
+                self._quarantine(spec, worker, status)
+            if inside:  # the cause is known and kept away: no reason to wait
+                delay = 0.0
+            else:
+                delay = (
+                    0.0
+                    if not self.crashes[number]
+                    else min(0.1 * 2 ** self.crashes[number], MAX_BACKOFF)
+                )
+                self.crashes[number] += 1
             diag(
                 f"worker {number} (pid {pid}) {_describe(status)} after {lived:.1f}s;"
                 f" restarting {'now' if not delay else f'in {delay:.1f}s'}"
             )
             self.restart_at[number] = time.monotonic() + delay
+
+    def _libraries(self, number: int) -> list[HandlerSpec]:
+        """The native libraries worker `number` was inside when it died (crash cells)."""
+        marks = self.scoreboard.marked(number)
+        specs = {rule.spec.marker: rule.spec for rule in self.rules if rule.spec.kind == "native"}
+        return [specs[mark] for mark in marks if mark in specs]
+
+    def _quarantine(self, spec: HandlerSpec, worker: WorkerProcess, status: int) -> None:
+        now = time.monotonic()
+        quarantine = self.quarantined.setdefault(spec, Quarantine())
+        if now > quarantine.until + QUARANTINE_FORGET:
+            quarantine.strikes = 0
+        quarantine.strikes += 1
+        seconds = min(QUARANTINE_FIRST * 2 ** (quarantine.strikes - 1), QUARANTINE_MAX)
+        quarantine.until = now + seconds
+        routes = ", ".join(rule.key for rule in self.rules if rule.spec == spec)
+        diag(
+            f"worker {worker.number} (pid {worker.pid}) {_describe(status)} inside"
+            f" {spec.target}: quarantined for {seconds:g}s (crash {quarantine.strikes} in a"
+            f" row); its routes ({routes}) answer 503 until then"
+        )
+        for other in self.workers.values():
+            self.send(other, ("quarantine", (spec, quarantine.until)))
 
     def check_liveness(self) -> None:
         """Kill a worker whose loop has stopped ticking (see the module docstring)."""

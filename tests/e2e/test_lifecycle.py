@@ -75,6 +75,14 @@ flexilib_response *handle_request(flexilib_request *request)
 """
 
 PID_HANDLER = "import os\n\n\ndef handle_request(request):\n    return str(os.getpid())\n"
+CRASH_HANDLER = """import os
+
+
+def handle_request(request):
+    if "x-crash" in request.headers:
+        os.abort()
+    return "alive"
+"""
 
 
 # -- helpers ---------------------------------------------------------------------------
@@ -451,7 +459,11 @@ def test_request_routed_before_sighup_is_answered_by_the_removed_handler(start_s
 
 @pytest.fixture
 def crash_lib(tmp_path):
-    return build_library("crash.c", tmp_path / "lib" / "libcrash.so")
+    """A handler that kills its worker process on `x-crash` (a Python one: a crash inside a
+    native library also quarantines the library, tests/e2e/test_quarantine.py)."""
+    handler = tmp_path / "crash.py"
+    handler.write_text(CRASH_HANDLER)
+    return handler
 
 
 def test_crash_replaces_the_worker_and_spares_the_other(start_server, tmp_path, crash_lib):

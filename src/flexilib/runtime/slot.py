@@ -66,6 +66,9 @@ class HandlerSlot:
         self._waiters: deque[Waiter] = deque()
         self._retired = False
         self.version = 0
+        #: `time.monotonic()` until which requests get 503 without a call: the master
+        #: quarantined this handler after a worker died inside it (0: not quarantined)
+        self.blocked_until = 0.0
 
     # -- the hot path ----------------------------------------------------------
     def acquire(self) -> Handler | None:

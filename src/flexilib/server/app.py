@@ -20,6 +20,8 @@ With `http/protocol.py` (bytes in, bytes out) and `runtime/dispatch.py`
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 import traceback
 from functools import partial
 from time import perf_counter
@@ -37,6 +39,7 @@ __all__ = ["App"]
 
 _ERROR_TEXT = {500: b"Internal Server Error\n", 503: b"Handler not available\n"}
 _NO_ROUTE = b"No route for this request\n"
+_QUARANTINED = b"Service Unavailable: this handler crashed its worker and is quarantined\n"
 
 
 class App:
@@ -68,6 +71,8 @@ class App:
             exchange.respond(Response(_NO_ROUTE, 404))
             return
         slot = route.slot
+        if slot.blocked_until and self._blocked(exchange, slot.blocked_until):
+            return
         handler = slot.acquire()
         if handler is None:
             slot.wait(partial(self._ready, exchange))
@@ -98,6 +103,16 @@ class App:
         if handler is not None:
             exchange.handler = None
             exchange.route.slot.release(handler)
+
+    def _blocked(self, exchange: Exchange, until: float) -> bool:
+        """A quarantined handler (a worker crashed inside it): 503 until `until`."""
+        left = until - time.monotonic()
+        if left <= 0:
+            exchange.route.slot.blocked_until = 0.0
+            return False
+        busy = Response(_QUARANTINED, 503, headers=[("Retry-After", str(math.ceil(left)))])
+        exchange.respond(busy)
+        return True
 
     # -- running the handler ----------------------------------------------------------
     def _ready(self, exchange: Exchange, handler: Handler | None, error: BaseException | None):

@@ -26,7 +26,7 @@ from flexilib.server.accesslog import AccessLog
 from flexilib.server.app import App
 from flexilib.server.control import Decoder
 from flexilib.server.routing import Route, Router
-from flexilib.server.scoreboard import Scoreboard
+from flexilib.server.scoreboard import CELLS, Scoreboard
 from flexilib.settings import Settings
 
 __all__ = ["Worker", "run_worker"]
@@ -79,7 +79,7 @@ class Worker:
         self.app.router = Router(routes)
 
     def _control(self, fd: int) -> None:
-        """Messages from the master (the validated rules of a new config)."""
+        """Messages from the master: the validated rules of a new config, quarantines."""
         try:
             data = os.read(fd, 1 << 20)
         except BlockingIOError:
@@ -90,7 +90,12 @@ class Worker:
             self.stop()
             return
         for kind, payload in self._decoder.feed(data):
-            if kind == "rules":
+            if kind == "quarantine":
+                spec, until = payload
+                slot = self.slots.get(spec)
+                if slot is not None:
+                    slot.blocked_until = until
+            elif kind == "rules":
                 kept = sum(1 for rule in payload if rule.spec in self.slots)
                 self.apply(payload)
                 diag(
@@ -171,14 +176,23 @@ def run_worker(
     number: int = 0,
     scoreboard: Scoreboard | None = None,
     control: int | None = None,
+    blocked: dict[HandlerSpec, float] | None = None,
 ) -> int:
-    """A worker's whole life; returns its exit status."""
+    """A worker's whole life; returns its exit status.
+
+    `blocked`: handlers the master has quarantined, and until when (monotonic).
+    """
     import uvloop
 
     native.set_preallocation(settings.prealloc_kb)
+    if scoreboard is not None:
+        native.set_crash_board(scoreboard.cells_address(number), CELLS)
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
     worker = Worker(loop, settings, rules, number, scoreboard)
+    for spec, until in (blocked or {}).items():
+        if spec in worker.slots:
+            worker.slots[spec].blocked_until = until
     try:
         loop.run_until_complete(worker.serve(sock, control))
     finally:

@@ -14,6 +14,7 @@
 #include <Python.h>
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -255,14 +256,57 @@ static PyObject *zig_null_response(void)
 }
 
 /*
- * call(handle_request, request_deinit, method, target, headers, body[, zig_init])
+ * The crash board: cells in memory shared with the master (the scoreboard),
+ * one per thread that calls libraries. A thread writes the library's marker
+ * into its cell before the call and 0 after it, so when a library kills the
+ * worker the master can read which library it was in, and quarantine it.
+ * Two plain stores per call; nothing when no board is set.
+ */
+static volatile int32_t *crash_cells;
+static size_t crash_count;
+static atomic_size_t crash_next;
+static _Thread_local volatile int32_t *crash_cell;
+
+static volatile int32_t *thread_cell(void)
+{
+    if (crash_cells == NULL)
+        return NULL;
+    if (crash_cell == NULL) {
+        size_t i = atomic_fetch_add(&crash_next, 1);
+        crash_cell = &crash_cells[i < crash_count ? i : crash_count - 1];
+    }
+    return crash_cell;
+}
+
+/* set_crash_board(address, cells): where this process's threads mark their calls. */
+static PyObject *native_set_crash_board(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "set_crash_board(address, cells)");
+        return NULL;
+    }
+    void *address = PyLong_AsVoidPtr(args[0]);
+    Py_ssize_t cells = PyLong_AsSsize_t(args[1]);
+    if ((address == NULL || cells < 1) && !PyErr_Occurred())
+        PyErr_SetString(PyExc_ValueError, "a crash board needs an address and at least one cell");
+    if (PyErr_Occurred())
+        return NULL;
+    crash_cells = (volatile int32_t *)address;
+    crash_count = (size_t)cells;
+    atomic_store(&crash_next, 0);
+    Py_RETURN_NONE;
+}
+
+/*
+ * call(handle_request, request_deinit, method, target, headers, body[, zig_init[, marker]])
  *   -> (status, reason, body, raw_headers, typed, elapsed, prealloc, alloc)
  */
 static PyObject *native_call(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
-    if (nargs != 6 && nargs != 7) {
-        PyErr_Format(PyExc_TypeError, "call() takes 6 or 7 arguments (%zd given)", nargs);
+    if (nargs < 6 || nargs > 8) {
+        PyErr_Format(PyExc_TypeError, "call() takes 6 to 8 arguments (%zd given)", nargs);
         return NULL;
     }
     handle_request_fn handle = (handle_request_fn)(uintptr_t)PyLong_AsVoidPtr(args[0]);
@@ -274,8 +318,14 @@ static PyObject *native_call(PyObject *module, PyObject *const *args, Py_ssize_t
     request_deinit_fn deinit = (request_deinit_fn)(uintptr_t)PyLong_AsVoidPtr(args[1]);
     if (deinit == NULL && PyErr_Occurred())
         return NULL;
+    int32_t marker = 0;
+    if (nargs == 8) {
+        marker = (int32_t)PyLong_AsLong(args[7]);
+        if (marker == -1 && PyErr_Occurred())
+            return NULL;
+    }
     zig_init_fn zig_init = NULL;
-    if (nargs == 7) {
+    if (nargs >= 7) {
         zig_init = (zig_init_fn)(uintptr_t)PyLong_AsVoidPtr(args[6]);
         if (zig_init == NULL && PyErr_Occurred())
             return NULL;
@@ -343,6 +393,9 @@ static PyObject *native_call(PyObject *module, PyObject *const *args, Py_ssize_t
     /* The library runs without the GIL; elapsed excludes any wait to get it back. */
     flexilib_response *response;
     struct timespec t0, t1;
+    volatile int32_t *cell = marker != 0 ? thread_cell() : NULL;
+    if (cell != NULL)
+        *cell = marker; /* until the library's memory has been read and released */
     Py_INCREF(body);
     Py_BEGIN_ALLOW_THREADS
     clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -356,6 +409,8 @@ static PyObject *native_call(PyObject *module, PyObject *const *args, Py_ssize_t
     double elapsed = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
 
     if (response == NULL) {
+        if (cell != NULL)
+            *cell = 0;
         if (zig_init != NULL)
             return zig_null_response();
         PyErr_SetString(ResponseError, "handle_request returned NULL");
@@ -370,6 +425,8 @@ static PyObject *native_call(PyObject *module, PyObject *const *args, Py_ssize_t
         deinit();
         Py_END_ALLOW_THREADS
     }
+    if (cell != NULL)
+        *cell = 0;
     if (zig_init != NULL) { /* the arena's figures, as the original logs them */
         struct zig_figures figures;
         zig_arena_end(&figures);
@@ -412,7 +469,7 @@ static PyObject *native_set_preallocation(PyObject *module, PyObject *arg)
 
 static PyMethodDef methods[] = {
     {"call", (PyCFunction)(void (*)(void))native_call, METH_FASTCALL,
-     "call(handle_request, request_deinit, method, target, headers, body[, zig_init])\n"
+     "call(handle_request, request_deinit, method, target, headers, body[, zig_init[, marker]])\n"
      "--\n\n"
      "Call a native handler through the flexilib C interface.\n\n"
      "handle_request and request_deinit are function addresses (request_deinit 0\n"
@@ -424,8 +481,13 @@ static PyMethodDef methods[] = {
      "is a Content-Type, elapsed the seconds\n"
      "handle_request ran, prealloc and alloc the bytes used in the thread's\n"
      "buffer and allocated for this request (for a Zig library: the arena's\n"
-     "pre-warmed capacity and its capacity at the end). Raises ResponseError for a\n"
-     "response that must not be sent."},
+     "pre-warmed capacity and its capacity at the end). marker (non-zero) is\n"
+     "written to this thread's crash-board cell for the call (set_crash_board).\n"
+     "Raises ResponseError for a response that must not be sent."},
+    {"set_crash_board", (PyCFunction)(void (*)(void))native_set_crash_board, METH_FASTCALL,
+     "set_crash_board(address, cells)\n--\n\n"
+     "Cells (int32, in memory shared with the master) where each thread marks the\n"
+     "library it is calling: call()'s marker, 0 between calls."},
     {"set_preallocation", native_set_preallocation, METH_O,
      "set_preallocation(kb)\n--\n\nSet the per-thread request buffer size in KiB."},
     {NULL, NULL, 0, NULL},

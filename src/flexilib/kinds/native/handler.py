@@ -34,7 +34,7 @@ from flexilib.request import Request
 from flexilib.response import Response
 from flexilib.runtime.handler import BlockingHandler, HandlerError, HandlerLoadError
 
-__all__ = ["NativeHandler", "remove_private_copies", "set_preallocation"]
+__all__ = ["NativeHandler", "remove_private_copies", "set_crash_board", "set_preallocation"]
 
 _private_dir: Path | None = None
 _private_lock = threading.Lock()
@@ -43,6 +43,11 @@ _private_lock = threading.Lock()
 def set_preallocation(kb: int) -> None:
     """Set the per-thread buffer size (RESPONSE_PREALLOCATION_KB) before serving."""
     _native.set_preallocation(kb)
+
+
+def set_crash_board(address: int, cells: int) -> None:
+    """Where this process's threads mark the library they are calling (see server/scoreboard.py)."""
+    _native.set_crash_board(address, cells)
 
 
 def _private_copy(path: str) -> str:
@@ -75,6 +80,7 @@ class NativeHandler(BlockingHandler):
         self._handle_request = 0  # function addresses, for flexilib._native.call
         self._deinit = 0
         self._zig_init = 0
+        self._marker = spec.marker  # on the crash board while a call runs
 
     def load(self) -> None:
         path = self.spec.path
@@ -125,6 +131,7 @@ class NativeHandler(BlockingHandler):
                 request.raw_headers,
                 request.body,
                 self._zig_init,
+                self._marker,
             )
         except _native.ResponseError as exc:
             raise HandlerError(f"{self.spec.path}: {exc}") from None
