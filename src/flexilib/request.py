@@ -78,6 +78,10 @@ class Request:
     Raw fields (bytes, exactly as received): `raw_method`, `raw_target`,
     `raw_headers` (list of `(name, value)`), `body`. Decoded views:
     `method`, `target`, `path`, `query`, `headers`, `client`, `http_version`.
+
+    `normalized_path` (bytes, no query) is the path routing matched and the
+    proxy maps: unreserved escapes decoded, `.`/`..` resolved, slashes merged
+    (`flexilib.http.target`). `raw_target` and `path` stay as the client sent them.
     """
 
     __slots__ = (
@@ -89,6 +93,7 @@ class Request:
         "http_version",
         "scheme",
         "route_prefix",
+        "normalized_path",
         "_headers",
     )
 
@@ -101,6 +106,7 @@ class Request:
         client: tuple[str, int] = ("", 0),
         http_version: str = "1.1",
         scheme: str = "http",
+        normalized_path: bytes | None = None,
     ) -> None:
         self.raw_method = raw_method
         self.raw_target = raw_target
@@ -111,6 +117,10 @@ class Request:
         self.scheme = scheme
         #: the path prefix of the rule that routed it (what a proxy replaces, a CGI's SCRIPT_NAME)
         self.route_prefix = b""
+        #: set by the HTTP protocol; a request made elsewhere routes by its path as given
+        self.normalized_path = (
+            raw_target.partition(b"?")[0] if normalized_path is None else normalized_path
+        )
         self._headers: Headers | None = None
 
     @property

@@ -252,7 +252,7 @@ def test_200_mb_each_way_with_bounded_memory(start_server, upstream):
 
 def test_request_body_goes_upstream_as_it_arrives(start_server, upstream):
     up = upstream()
-    server = start_server(f"/ = {up.url}\n")
+    server = start_server(f"/ = {up.url} request_buffer=0\n")  # no buffering: streamed
     client = RawClient(server.port)
     client.send(
         b"PUT /stream HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n"

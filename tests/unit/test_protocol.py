@@ -125,7 +125,9 @@ def test_a_request_gets_its_answer_with_framing_and_default_headers(loop):
 def test_pipelined_requests_are_answered_in_order(loop):
     app = App(hold=True)
     protocol, transport, _, _ = connect(loop, app)
-    protocol.data_received(b"GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\nGET /3 HTTP/1.1\r\n\r\n")
+    protocol.data_received(
+        b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\nGET /3 HTTP/1.1\r\nHost: x\r\n\r\n"
+    )
     assert [e.request.raw_target for e in app.held] == [b"/1"]  # the others wait their turn
     app.held.pop().respond(Response(b"one"))
     app.held.pop().respond(Response(b"two"))
@@ -136,7 +138,7 @@ def test_pipelined_requests_are_answered_in_order(loop):
 
 def test_head_gets_no_body_but_its_length(loop):
     protocol, transport, _, _ = connect(loop)
-    protocol.data_received(b"HEAD /abc HTTP/1.1\r\n\r\n")
+    protocol.data_received(b"HEAD /abc HTTP/1.1\r\nHost: x\r\n\r\n")
     data = transport.take()
     assert data.endswith(b"Content-Length: 10\r\n\r\n")
 
@@ -146,7 +148,7 @@ def test_connection_close_and_http10(loop):
     protocol.data_received(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
     [(_, headers, _)] = responses(transport.take())
     assert headers["connection"] == "keep-alive" and not transport.closed
-    protocol.data_received(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+    protocol.data_received(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     [(_, headers, _)] = responses(transport.take())
     assert headers["connection"] == "close" and transport.closed
 
@@ -155,7 +157,7 @@ def test_chunked_body_is_buffered_whole_and_100_continue_sent(loop):
     app = App(hold=True)
     protocol, transport, _, _ = connect(loop, app)
     protocol.data_received(
-        b"POST /u HTTP/1.1\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n"
+        b"POST /u HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n"
     )
     assert transport.take() == b"HTTP/1.1 100 Continue\r\n\r\n"
     protocol.data_received(b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
@@ -165,10 +167,10 @@ def test_chunked_body_is_buffered_whole_and_100_continue_sent(loop):
 @pytest.mark.parametrize(
     ("data", "status"),
     [
-        (b"GET / HTTP/1.1\r\nX: " + b"a" * 20000 + b"\r\n\r\n", 431),
-        (b"POST / HTTP/1.1\r\nContent-Length: 999999\r\n\r\n", 413),
-        (b"GET / HTTP/1.1\r\nBad Header\r\n\r\n", 400),
-        (b"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nX: " + b"a" * 20000 + b"\r\n\r\n", 431),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 999999\r\n\r\n", 413),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400),
     ],
 )
 def test_bad_requests_are_answered_and_closed(loop, data, status):
@@ -183,7 +185,7 @@ def test_bad_requests_are_answered_and_closed(loop, data, status):
 def test_a_rejected_request_whose_line_was_read_is_logged_with_it(loop):
     app = App()
     protocol, transport, _, _ = connect(loop, app, max_body_bytes=10)
-    protocol.data_received(b"POST /upload HTTP/1.1\r\nContent-Length: 11\r\n\r\n")
+    protocol.data_received(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\n")
     [exchange] = app.finished_
     assert (exchange.request.raw_method, exchange.request.raw_target) == (b"POST", b"/upload")
     assert exchange.status == 413
@@ -192,7 +194,7 @@ def test_a_rejected_request_whose_line_was_read_is_logged_with_it(loop):
 def test_a_request_behind_one_owed_is_rejected_after_it(loop):
     app = App(hold=True)
     protocol, transport, _, _ = connect(loop, app)
-    protocol.data_received(b"GET /first HTTP/1.1\r\n\r\nGARBAGE\r\n\r\n")
+    protocol.data_received(b"GET /first HTTP/1.1\r\nHost: x\r\n\r\nGARBAGE\r\n\r\n")
     assert transport.take() == b""  # the 400 waits for the answer owed before it
     app.held.pop().respond(Response(b"first"))
     statuses = [r[0] for r in responses(transport.take())]
@@ -201,14 +203,14 @@ def test_a_request_behind_one_owed_is_rejected_after_it(loop):
 
 def test_timeouts_run_on_the_listener_clock(loop):
     protocol, transport, connections, clock = connect(loop, header_timeout=5, keepalive_timeout=15)
-    protocol.data_received(b"GET / HTTP/1.1\r\n")  # a header section, cut short
+    protocol.data_received(b"GET / HTTP/1.1\r\nHost: x\r\n")  # a header section, cut short
     clock.now += 6
     connections.tick()
     [(status, _, _)] = responses(transport.take())
     assert status == 408 and transport.closed
 
     protocol, transport, connections, clock = connect(loop, keepalive_timeout=15)
-    protocol.data_received(b"GET / HTTP/1.1\r\n\r\n")
+    protocol.data_received(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
     transport.take()
     clock.now += 14
     connections.tick()
@@ -221,7 +223,7 @@ def test_timeouts_run_on_the_listener_clock(loop):
 def test_an_invalid_response_is_refused_before_a_byte_is_written(loop):
     app = App(hold=True)
     protocol, transport, _, _ = connect(loop, app)
-    protocol.data_received(b"GET / HTTP/1.1\r\n\r\n")
+    protocol.data_received(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
     exchange = app.held.pop()
     with pytest.raises(InvalidResponse):
         exchange.respond(Response(b"x", headers=[("X-Evil", "a\r\nSet-Cookie: b")]))
@@ -236,7 +238,7 @@ def test_an_invalid_response_is_refused_before_a_byte_is_written(loop):
 def test_streamed_body_pauses_reading_and_resumes_when_read(loop):
     app = App(stream=True, hold=True)
     protocol, transport, _, _ = connect(loop, app)
-    protocol.data_received(b"POST / HTTP/1.1\r\nContent-Length: 400000\r\n\r\n")
+    protocol.data_received(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 400000\r\n\r\n")
     exchange = app.held.pop()  # started at once: a streamed exchange reads as it arrives
     protocol.data_received(b"a" * 300_000)
     assert not transport.reading  # over the high-water mark
@@ -260,7 +262,7 @@ def test_streamed_body_pauses_reading_and_resumes_when_read(loop):
 def test_lost_connection_tells_the_exchange_being_answered(loop):
     app = App(hold=True)
     protocol, transport, _, _ = connect(loop, app)
-    protocol.data_received(b"GET / HTTP/1.1\r\n\r\n")
+    protocol.data_received(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
     exchange = app.held.pop()
     lost = []
     exchange.on_lost = lost.append
