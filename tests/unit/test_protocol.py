@@ -281,3 +281,83 @@ def test_too_many_connections_are_refused(loop):
     transport = FakeTransport()
     second.connection_made(transport)
     assert transport.closed and len(connections.open) == 1
+
+
+def test_trailers_are_counted_and_never_become_headers(loop):
+    app = App(hold=True)
+    protocol, transport, _, _ = connect(loop, app, max_header_bytes=300)
+    protocol.data_received(
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"3\r\nabc\r\n0\r\nX-User: admin\r\n\r\n"
+    )
+    [exchange] = app.held
+    assert exchange.request.body == b"abc"
+    assert exchange.request.headers.get("x-user") is None
+    exchange.respond(Response(b"ok"))
+    transport.take()
+    protocol.data_received(
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n"
+        + b"X-Flood: aaaaaaaaaa\r\n" * 20
+        + b"\r\n"
+    )
+    [(status, _, _)] = responses(transport.take())
+    assert status == 431 and transport.closed
+
+
+def test_a_slow_trailer_section_runs_into_the_body_timeout(loop):
+    protocol, transport, connections, clock = connect(loop, body_timeout=5)
+    protocol.data_received(
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\nX-A: 1\r\n"
+    )
+    clock.now += 6
+    connections.tick()
+    [(status, _, _)] = responses(transport.take())
+    assert status == 408
+
+
+def test_the_path_is_normalised_and_the_raw_target_kept(loop):
+    app = App(hold=True)
+    protocol, transport, _, _ = connect(loop, app)
+    protocol.data_received(b"GET /a/./b/../%63//d?x=/../y HTTP/1.1\r\nHost: x\r\n\r\n")
+    [exchange] = app.held
+    assert exchange.request.raw_target == b"/a/./b/../%63//d?x=/../y"
+    assert exchange.request.normalized_path == b"/a/c/d"
+
+
+@pytest.mark.parametrize(
+    ("value", "length"), [(b"5 ", 5), (b"5\t", 5), (b" 5", 5), (b"5x", -1), (b"", -1)]
+)
+def test_content_length_is_read_as_llhttp_reads_it(loop, value, length):
+    protocol, _, _, _ = connect(loop)
+    protocol.on_message_begin()
+    protocol.on_header(b"Content-Length", value)
+    assert protocol.length == length
+
+
+def test_a_client_that_reads_nothing_is_dropped_at_the_send_timeout(loop):
+    app = App(hold=True)
+    protocol, transport, connections, clock = connect(loop, app, send_timeout=60)
+    protocol.data_received(b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\n")
+    protocol.pause_writing()  # the answer filled the transport's buffer
+    assert not transport.reading  # and no more requests are read meanwhile
+    clock.now += 30
+    connections.tick()
+    protocol.resume_writing()  # the client read some: the clock starts again
+    assert transport.reading
+    protocol.pause_writing()
+    clock.now += 59
+    connections.tick()
+    assert not transport.closed
+    clock.now += 2
+    connections.tick()
+    assert transport.closed
+
+
+def test_pauses_for_different_reasons_do_not_undo_each_other(loop):
+    protocol, transport, _, _ = connect(loop)
+    protocol.pause_writing()
+    protocol.pause_reading()  # an exchange's body buffer is full
+    protocol.resume_writing()
+    assert not transport.reading  # still paused: the body buffer has not drained
+    protocol.resume_reading()
+    assert transport.reading
