@@ -361,3 +361,15 @@ def test_pauses_for_different_reasons_do_not_undo_each_other(loop):
     assert not transport.reading  # still paused: the body buffer has not drained
     protocol.resume_reading()
     assert transport.reading
+
+
+def test_a_chunk_header_alone_then_its_data_is_no_trailer(loop):
+    app = App(hold=True)
+    protocol, transport, _, _ = connect(loop, app, max_header_bytes=256)
+    protocol.data_received(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+    for _ in range(3):  # each chunk's header and data arrive apart, as a streaming client sends
+        protocol.data_received(b"30000\r\n")
+        protocol.data_received(b"d" * 0x30000 + b"\r\n")
+    protocol.data_received(b"0\r\n\r\n")
+    [exchange] = app.held
+    assert len(exchange.request.body) == 3 * 0x30000 and not transport.closed

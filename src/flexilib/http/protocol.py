@@ -64,6 +64,7 @@ _CONSUMER = 1  # an exchange's body buffer is full, or an upgrade waits for its 
 _PIPELINE = 2  # too many parsed requests wait on this connection
 _WRITING = 4  # the client is not reading our responses
 _HALT = 8  # a rejected request or an unparsable upgrade: nothing more is read
+_MAX_READ = 256 * 1024  # the most one data_received() brings (uvloop's read buffer)
 
 
 class Application(Protocol):
@@ -258,9 +259,11 @@ class HttpProtocol(asyncio.Protocol):
                 return
         elif self.trailing:
             # past a chunk header with no data yet: maybe trailer fields, which
-            # httptools gathers whole before calling on_header; bound them too
+            # httptools gathers whole before calling on_header; bound them too.
+            # One read may instead be the chunk's data (then on_body resets the
+            # count), so the bound allows one whole read on top.
             self.trailer_bytes += len(data)
-            if self.trailer_bytes > self.limits.max_header_bytes + 65536:
+            if self.trailer_bytes > self.limits.max_header_bytes + 65536 + _MAX_READ:
                 self._reject(_Reject(431, "trailer section too large"))
                 return
         try:
@@ -377,6 +380,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def on_body(self, chunk: bytes) -> None:
         self.trailing = False
+        self.trailer_bytes = 0
         self.deadline = self.connections.now + self.limits.body_timeout
         exchange = self.reading
         if exchange.streamed:
