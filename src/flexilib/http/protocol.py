@@ -115,7 +115,6 @@ class HttpProtocol(asyncio.Protocol):
         "paused_by",
         "deadline",
         "send_deadline",
-        "in_body",
         "trailing",
         "trailer_bytes",
         "hosts",
@@ -136,7 +135,8 @@ class HttpProtocol(asyncio.Protocol):
         self.client = "-"
         self.peer: tuple = ("", 0)
         self.url = b""
-        self.headers: list[tuple[bytes, bytes]] = []
+        # None once the header section is complete: fields after it are trailers
+        self.headers: list[tuple[bytes, bytes]] | None = []
         self.head_bytes = 0
         self.reading: Exchange | None = None  # the request being read
         self.chunks: list[bytes] = []
@@ -151,7 +151,6 @@ class HttpProtocol(asyncio.Protocol):
         self.paused_by = 0
         self.deadline = 0.0
         self.send_deadline = 0.0  # while the client reads nothing of what we wrote
-        self.in_body = False  # the header section is complete: fields now are trailers
         self.trailing = False  # after a chunk header, before its data: trailers may come
         self.trailer_bytes = 0
         self.hosts = 0
@@ -300,8 +299,6 @@ class HttpProtocol(asyncio.Protocol):
         self.url = b""
         self.headers = []
         self.head_bytes = 1
-        self.in_body = self.trailing = False
-        self.trailer_bytes = 0
         self.hosts = 0
         self.chunks = []
         self.body_bytes = 0
@@ -317,13 +314,14 @@ class HttpProtocol(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.head_bytes += len(name) + len(value) + 4
-        if self.in_body:  # a trailer field: counted, then discarded
+        headers = self.headers
+        if headers is None:  # a trailer field: counted, then discarded
             if self.head_bytes > self.limits.max_header_bytes:
                 raise _Reject(431, "header section with trailers too large")
             return
-        if b"_" in name and not self.limits.underscores_in_headers:
+        if name.find(b"_") >= 0 and not self.limits.underscores_in_headers:
             return
-        self.headers.append((name, value))
+        headers.append((name, value))
         size = len(name)
         if size == 4 and name.lower() == b"host":
             self.hosts += 1
@@ -344,7 +342,7 @@ class HttpProtocol(asyncio.Protocol):
         limits = self.limits
         if self.head_bytes > limits.max_header_bytes:
             raise _Reject(431, "header section too large")
-        self.in_body = True
+        headers, self.headers = self.headers, None
         parser = self.parser
         version = parser.get_http_version()
         if version != "1.1" and version != "1.0":
@@ -357,7 +355,7 @@ class HttpProtocol(asyncio.Protocol):
         except ValueError as exc:
             raise _Reject(400, str(exc)) from None
         request = Request(
-            parser.get_method(), url, self.headers, b"", self.peer, version, "http", normalized
+            parser.get_method(), url, headers, b"", self.peer, version, "http", normalized
         )
         keep_alive = parser.should_keep_alive() and not self.connections.stopping
         exchange = Exchange(self, request, self.client, keep_alive, self.loop)
@@ -394,7 +392,7 @@ class HttpProtocol(asyncio.Protocol):
     def on_message_complete(self) -> None:
         exchange, self.reading = self.reading, None
         self.head_bytes = 0
-        self.in_body = self.trailing = False
+        self.trailing = False
         self.phase = ANSWERING  # idle (keep-alive) once it is answered
         self.deadline = 0.0
         if exchange.streamed:
