@@ -15,7 +15,9 @@ build itself to pass to `fetch()`:
   usable once; `.body` is the stream or None.
 
 The incoming request also carries `cf-connecting-ip` (the client address),
-the header Cloudflare adds for a worker, unless the client sent one.
+the header Cloudflare adds for a worker. It is set from the connection and
+the client's own is dropped, as Cloudflare does: a client could otherwise
+claim any address.
 """
 
 from __future__ import annotations
