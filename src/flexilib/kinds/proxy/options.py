@@ -23,7 +23,7 @@ class ProxyOptions:
     # a response is read from the upstream ahead of the client into memory up to this,
     # then into an unlinked temporary file up to `max_temp_file`, so the upstream
     # connection is free once the upstream is done (nginx: proxy_buffering)
-    response_buffer: int = 256 * 1024
+    response_buffer: int = 64 * 1024
     max_temp_file: int = 1024 * 1024 * 1024
     # the `Upgrade` protocols passed on to the upstream; others are not (the request
     # goes as a plain request), so `h2c` cannot open a tunnel past the path mapping

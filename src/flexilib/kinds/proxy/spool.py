@@ -20,7 +20,7 @@ from typing import BinaryIO
 
 __all__ = ["Spool"]
 
-_READ = 256 * 1024  # read back from the file this much at a time
+_READ = 64 * 1024  # read back from the file this much at a time
 
 
 class Spool:
