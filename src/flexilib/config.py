@@ -214,5 +214,17 @@ def _nonempty(rest: str, target: str) -> str:
     return rest
 
 
+# Linux's NAME_MAX and PATH_MAX: a longer name makes every later look-up raise
+# OSError(ENAMETOOLONG), which would escape as a traceback instead of a config error
+_NAME_MAX = 255
+_PATH_MAX = 4095
+
+
 def _resolve(file: str, base_dir: Path) -> str:
-    return str((base_dir / file) if not Path(file).is_absolute() else Path(file))
+    path = (base_dir / file) if not Path(file).is_absolute() else Path(file)
+    for part in path.parts:
+        if len(part.encode("utf-8", "surrogateescape")) > _NAME_MAX:
+            raise ValueError(f"path component {part[:40]!r}... is over {_NAME_MAX} bytes")
+    if len(str(path).encode("utf-8", "surrogateescape")) > _PATH_MAX:
+        raise ValueError(f"path {str(path)[:40]!r}... is over {_PATH_MAX} bytes")
+    return str(path)

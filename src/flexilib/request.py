@@ -78,6 +78,10 @@ class Request:
     Raw fields (bytes, exactly as received): `raw_method`, `raw_target`,
     `raw_headers` (list of `(name, value)`), `body`. Decoded views:
     `method`, `target`, `path`, `query`, `headers`, `client`, `http_version`.
+
+    `normalized_path` (bytes, no query) is the path routing matched and the
+    proxy maps: unreserved escapes decoded, `.`/`..` resolved, slashes merged
+    (`flexilib.http.target`). `raw_target` and `path` stay as the client sent them.
     """
 
     __slots__ = (
@@ -90,6 +94,7 @@ class Request:
         "scheme",
         "route_prefix",
         "request_id",
+        "normalized_path",
         "_headers",
     )
 
@@ -102,6 +107,7 @@ class Request:
         client: tuple[str, int] = ("", 0),
         http_version: str = "1.1",
         scheme: str = "http",
+        normalized_path: bytes | None = None,
     ) -> None:
         self.raw_method = raw_method
         self.raw_target = raw_target
@@ -115,6 +121,10 @@ class Request:
         #: an id a handler kind gives the request for its log lines (Lambda's aws_request_id);
         #: kept here so a timeout, answered on another thread, can name the same request
         self.request_id: str | None = None
+        #: set by the HTTP protocol; a request made elsewhere routes by its path as given
+        self.normalized_path = (
+            raw_target.partition(b"?")[0] if normalized_path is None else normalized_path
+        )
         self._headers: Headers | None = None
 
     @property

@@ -33,6 +33,8 @@ class Limits:
     keepalive_timeout: float = 15.0  # idle keep-alive connection -> closed
     max_connections: int = 10_000  # open connections per worker
     max_pipeline: int = 32  # parsed requests waiting on one connection before reading pauses
+    send_timeout: float = 60.0  # a client that reads nothing of a response for this long -> closed
+    underscores_in_headers: bool = False  # keep request header names with `_` (else dropped)
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,7 @@ class Option:
 
     @property
     def metavar(self) -> str:
-        return {int: "N", float: "SECONDS", str: "TEXT", Path: "PATH"}[self.kind]
+        return {int: "N", float: "SECONDS", str: "TEXT", Path: "PATH", bool: "SWITCH"}[self.kind]
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -163,6 +165,27 @@ OPTIONS: tuple[Option, ...] = (
         "15",
     ),
     Option(
+        "--send-timeout",
+        "SERVER_SEND_TIMEOUT",
+        "send_timeout",
+        float,
+        0.1,
+        None,
+        "seconds a client may read nothing of a response before its connection is closed",
+        "60",
+    ),
+    Option(
+        "--underscores-in-headers",
+        "SERVER_UNDERSCORES_IN_HEADERS",
+        "underscores_in_headers",
+        bool,
+        None,
+        None,
+        "keep request headers whose names contain `_` (off: they are dropped, as nginx does,"
+        " since `X_Real_IP` and `X-Real-IP` look the same to CGI-style handlers)",
+        "off",
+    ),
+    Option(
         "--max-connections",
         "SERVER_MAX_CONNECTIONS",
         "max_connections",
@@ -197,9 +220,16 @@ OPTIONS: tuple[Option, ...] = (
 _LIMITS = {f.name for f in fields(Limits)}
 
 
+_BOOLEAN = {"on": True, "true": True, "1": True, "off": False, "false": False, "0": False}
+
+
 def _value(option: Option, text: str, source: str) -> object:
     if option.kind in (str, Path):
         return option.kind(text)
+    if option.kind is bool:
+        if text.lower() not in _BOOLEAN:
+            raise SettingsError(f"{source}={text!r} is not on or off")
+        return _BOOLEAN[text.lower()]
     try:
         value = option.kind(text)
     except ValueError:

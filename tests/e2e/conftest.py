@@ -12,9 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 
 REPO = Path(__file__).resolve().parents[2]
 NATIVE_SOURCES = REPO / "tests" / "native"
+UPSTREAMS = REPO / "tests" / "upstreams"
 INCLUDE = REPO / "include"
 
 
@@ -279,3 +281,44 @@ class RawClient:
     def close(self) -> None:
         self.file.close()
         self.sock.close()
+
+
+class Upstream:
+    """tests/upstreams/httpecho.py in its own process (so it can be killed for real)."""
+
+    def __init__(self, name: str, port: int = 0) -> None:
+        self.name = name
+        self.process = subprocess.Popen(
+            [sys.executable, str(UPSTREAMS / "httpecho.py"), name, str(port)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        line = self.process.stdout.readline()
+        assert line.startswith("port "), f"upstream {name} did not start: {line!r}"
+        self.port = int(line.split()[1])
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def stats(self) -> dict:
+        return requests.get(f"{self.url}/_stats", timeout=5).json()
+
+    def get(self, path: str) -> requests.Response:
+        return requests.get(f"{self.url}{path}", timeout=5)
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait(5)
+
+
+@pytest.fixture
+def upstream():
+    """upstream(name, port=0) -> a running Upstream; all are killed after the test."""
+    started: list[Upstream] = []
+
+    def start(name: str = "up", port: int = 0) -> Upstream:
+        started.append(Upstream(name, port))
+        return started[-1]
+
+    yield start
+    for one in started:
+        if one.process.poll() is None:
+            one.kill()

@@ -14,55 +14,13 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import REPO, RawClient, free_port, wait_until
+from conftest import UPSTREAMS, RawClient, free_port, wait_until
 
 from flexilib.config import ConfigError, parse_config
 from flexilib.runtime.handler import validate_rules
 
-UPSTREAMS = REPO / "tests" / "upstreams"
 BIG = 200 * 1024 * 1024
 BLOCK = bytes(range(256)) * 256  # the upstream's pattern block (tests/upstreams/httpecho.py)
-
-
-class Upstream:
-    """tests/upstreams/httpecho.py in its own process (so it can be killed for real)."""
-
-    def __init__(self, name: str, port: int = 0) -> None:
-        self.name = name
-        self.process = subprocess.Popen(
-            [sys.executable, str(UPSTREAMS / "httpecho.py"), name, str(port)],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        line = self.process.stdout.readline()
-        assert line.startswith("port "), f"upstream {name} did not start: {line!r}"
-        self.port = int(line.split()[1])
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def stats(self) -> dict:
-        return requests.get(f"{self.url}/_stats", timeout=5).json()
-
-    def get(self, path: str) -> requests.Response:
-        return requests.get(f"{self.url}{path}", timeout=5)
-
-    def kill(self) -> None:
-        self.process.kill()
-        self.process.wait(5)
-
-
-@pytest.fixture
-def upstream():
-    """upstream(name, port=0) -> a running Upstream; all are killed after the test."""
-    started: list[Upstream] = []
-
-    def start(name: str = "up", port: int = 0) -> Upstream:
-        started.append(Upstream(name, port))
-        return started[-1]
-
-    yield start
-    for one in started:
-        if one.process.poll() is None:
-            one.kill()
 
 
 def echo(response: requests.Response) -> dict:
@@ -252,7 +210,7 @@ def test_200_mb_each_way_with_bounded_memory(start_server, upstream):
 
 def test_request_body_goes_upstream_as_it_arrives(start_server, upstream):
     up = upstream()
-    server = start_server(f"/ = {up.url}\n")
+    server = start_server(f"/ = {up.url} request_buffer=0\n")  # no buffering: streamed
     client = RawClient(server.port)
     client.send(
         b"PUT /stream HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n"

@@ -1,7 +1,7 @@
 """The open connections of one listener, and the one clock their timeouts run on.
 
-Timeouts cost no timer per request: each connection keeps a deadline on the
-coarse clock `now`, and `tick()`, once a second, closes the ones past it
+Timeouts cost no timer per request: each connection keeps a deadline (and,
+while its client reads nothing, a send deadline) on the coarse clock `now`, and `tick()`, once a second, closes the ones past it
 and refreshes the `Date` header every response carries. `tick()` is called
 by the owner of the listener (a worker's loop, a Runtime API endpoint).
 """
@@ -24,6 +24,7 @@ class Timed(Protocol):
     """What the listener asks of a connection (implemented by `HttpProtocol`)."""
 
     deadline: float  # on the `now` clock; 0: none
+    send_deadline: float  # the same, while the client reads nothing of what was written
 
     def timed_out(self) -> None: ...
     def close_idle(self) -> None: ...
@@ -52,7 +53,8 @@ class Connections:
         """Once a second: the `Date` header, and connections past their deadline."""
         self.now = now = self._clock()
         self._stamp()
-        for connection in [c for c in self.open if 0 < c.deadline < now]:
+        late = [c for c in self.open if 0 < c.deadline < now or 0 < c.send_deadline < now]
+        for connection in late:
             connection.timed_out()
 
     def stop(self) -> None:

@@ -13,6 +13,22 @@ reads the body through `Exchange.receive()` while it arrives).
 
 What the connection waits for (`phase`) decides which timeout runs; the
 listener's `Connections.tick()` calls `timed_out()` once a deadline passes.
+A second deadline, `send_deadline`, runs while the transport's write buffer
+is over its high-water mark: a client that reads nothing of what was written
+for `send_timeout` is dropped (nginx's `send_timeout`). While it is over,
+no more requests are read either, so a client that pipelines requests and
+reads no answers costs one buffered response, not a queue of them.
+
+Checks on the header section (nginx's answers): a version other than
+HTTP/1.0 or 1.1 is 505; an HTTP/1.1 request without `Host`, or any request
+with two, is 400; header names with `_` are dropped unless
+`underscores_in_headers`; a path that cannot be normalised
+(`flexilib.http.target`) is 400. `Content-Length` is read as llhttp reads
+it, optional whitespace trimmed.
+
+Trailer fields after a chunked body are counted against
+`max_header_bytes` (431) and discarded, as nginx does: they never become
+headers. The body timer keeps running while they arrive.
 """
 
 from __future__ import annotations
@@ -27,6 +43,7 @@ from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrad
 from flexilib.http.connections import Connections
 from flexilib.http.exchange import Exchange, Tunnel
 from flexilib.http.flow import WriteFlow
+from flexilib.http.target import normalize_path
 from flexilib.log import diag, format_client
 from flexilib.request import Request
 from flexilib.response import Response
@@ -40,6 +57,14 @@ AWAITING_REQUEST = 0  # idle between requests: keepalive_timeout
 READING_HEAD = 1  # a header section is (or may be) arriving: header_timeout
 READING_BODY = 2  # a body is arriving: body_timeout between pieces
 ANSWERING = 3  # the request is in; the answer is owed: no client timeout
+
+# Why reading from the client is paused (`HttpProtocol.paused_by`, a bit set): it
+# resumes only once no reason is left, so one cause cannot undo another's pause.
+_CONSUMER = 1  # an exchange's body buffer is full, or an upgrade waits for its tunnel
+_PIPELINE = 2  # too many parsed requests wait on this connection
+_WRITING = 4  # the client is not reading our responses
+_HALT = 8  # a rejected request or an unparsable upgrade: nothing more is read
+_MAX_READ = 256 * 1024  # the most one data_received() brings (uvloop's read buffer)
 
 
 class Application(Protocol):
@@ -87,8 +112,12 @@ class HttpProtocol(asyncio.Protocol):
         "closing",
         "stepping",
         "deferred",
-        "read_paused",
+        "paused_by",
         "deadline",
+        "send_deadline",
+        "trailing",
+        "trailer_bytes",
+        "hosts",
         "phase",
         "tunnel",
     )
@@ -106,7 +135,8 @@ class HttpProtocol(asyncio.Protocol):
         self.client = "-"
         self.peer: tuple = ("", 0)
         self.url = b""
-        self.headers: list[tuple[bytes, bytes]] = []
+        # None once the header section is complete: fields after it are trailers
+        self.headers: list[tuple[bytes, bytes]] | None = []
         self.head_bytes = 0
         self.reading: Exchange | None = None  # the request being read
         self.chunks: list[bytes] = []
@@ -118,8 +148,12 @@ class HttpProtocol(asyncio.Protocol):
         self.closing = False
         self.stepping = False
         self.deferred: _Reject | None = None
-        self.read_paused = False
+        self.paused_by = 0
         self.deadline = 0.0
+        self.send_deadline = 0.0  # while the client reads nothing of what we wrote
+        self.trailing = False  # after a chunk header, before its data: trailers may come
+        self.trailer_bytes = 0
+        self.hosts = 0
         self.phase = AWAITING_REQUEST
         self.tunnel: Tunnel | None = None
 
@@ -141,14 +175,22 @@ class HttpProtocol(asyncio.Protocol):
         self.close()
         self.transport.abort()
 
-    def pause_reading(self) -> None:
-        if not self.read_paused and not self.closing:
-            self.read_paused = True
-            self.transport.pause_reading()
+    @property
+    def read_paused(self) -> bool:
+        return bool(self.paused_by)
 
-    def resume_reading(self) -> None:
-        if self.read_paused and not self.closing:
-            self.read_paused = False
+    def pause_reading(self, reason: int = _CONSUMER) -> None:
+        if self.closing:
+            return
+        if not self.paused_by:
+            self.transport.pause_reading()
+        self.paused_by |= reason
+
+    def resume_reading(self, reason: int = _CONSUMER) -> None:
+        if not self.paused_by & reason or self.closing:
+            return
+        self.paused_by &= ~reason
+        if not self.paused_by:
             self.transport.resume_reading()
             if self.phase == READING_BODY:  # time paused by us is not the client's
                 self.deadline = self.connections.now + self.limits.body_timeout
@@ -206,6 +248,15 @@ class HttpProtocol(asyncio.Protocol):
             if self.head_bytes > self.limits.max_header_bytes + 65536:
                 self._reject(_Reject(431, "header section too large"))
                 return
+        elif self.trailing:
+            # past a chunk header with no data yet: maybe trailer fields, which
+            # httptools gathers whole before calling on_header; bound them too.
+            # One read may instead be the chunk's data (then on_body resets the
+            # count), so the bound allows one whole read on top.
+            self.trailer_bytes += len(data)
+            if self.trailer_bytes > self.limits.max_header_bytes + 65536 + _MAX_READ:
+                self._reject(_Reject(431, "trailer section too large"))
+                return
         try:
             self.parser.feed_data(data)
         except HttpParserUpgrade as upgrade:
@@ -222,9 +273,17 @@ class HttpProtocol(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.flow.pause()
+        self.send_deadline = self.connections.now + self.limits.send_timeout
+        reading = self.reading
+        if self.tunnel is None and (reading is None or not reading.streamed):
+            # read no more requests while the client reads no responses; a streamed
+            # body (the proxy's) keeps flowing: its own buffers bound it
+            self.pause_reading(_WRITING)
 
     def resume_writing(self) -> None:
+        self.send_deadline = 0.0
         self.flow.resume()
+        self.resume_reading(_WRITING)
         self._next()
 
     # -- parser callbacks ------------------------------------------------------
@@ -232,6 +291,7 @@ class HttpProtocol(asyncio.Protocol):
         self.url = b""
         self.headers = []
         self.head_bytes = 1
+        self.hosts = 0
         self.chunks = []
         self.body_bytes = 0
         self.expect = False
@@ -245,25 +305,49 @@ class HttpProtocol(asyncio.Protocol):
         self.head_bytes += len(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
         self.head_bytes += len(name) + len(value) + 4
-        if len(name) == 6 and name.lower() == b"expect":
+        headers = self.headers
+        if headers is None:  # a trailer field: counted, then discarded
+            if self.head_bytes > self.limits.max_header_bytes:
+                raise _Reject(431, "header section with trailers too large")
+            return
+        if name.find(b"_") >= 0 and not self.limits.underscores_in_headers:
+            return
+        headers.append((name, value))
+        size = len(name)
+        if size == 4 and name.lower() == b"host":
+            self.hosts += 1
+        elif size == 6 and name.lower() == b"expect":
             self.expect = value.lower() == b"100-continue"
-        elif len(name) == 14 and name.lower() == b"content-length":
+        elif size == 14 and name.lower() == b"content-length":
+            value = value.strip(b" \t")  # llhttp trims optional whitespace: so do we
             self.length = int(value) if value.isdigit() else -1
+
+    def on_chunk_header(self) -> None:
+        self.trailing = True  # the last chunk's header is followed by the trailers
+
+    def on_chunk_complete(self) -> None:
+        self.trailing = False
+        self.trailer_bytes = 0
 
     def on_headers_complete(self) -> None:
         limits = self.limits
         if self.head_bytes > limits.max_header_bytes:
             raise _Reject(431, "header section too large")
+        headers, self.headers = self.headers, None
         parser = self.parser
+        version = parser.get_http_version()
+        if version != "1.1" and version != "1.0":
+            raise _Reject(505, f"HTTP/{version} is not supported")
+        if self.hosts != 1 and (self.hosts or version == "1.1"):
+            raise _Reject(400, "no Host header" if not self.hosts else "more than one Host header")
+        url = self.url
+        try:
+            normalized = normalize_path(url.partition(b"?")[0])
+        except ValueError as exc:
+            raise _Reject(400, str(exc)) from None
         request = Request(
-            parser.get_method(),
-            self.url,
-            self.headers,
-            b"",
-            self.peer,
-            parser.get_http_version(),
+            parser.get_method(), url, headers, b"", self.peer, version, "http", normalized
         )
         keep_alive = parser.should_keep_alive() and not self.connections.stopping
         exchange = Exchange(self, request, self.client, keep_alive, self.loop)
@@ -285,6 +369,8 @@ class HttpProtocol(asyncio.Protocol):
             self._enqueue(exchange)
 
     def on_body(self, chunk: bytes) -> None:
+        self.trailing = False
+        self.trailer_bytes = 0
         self.deadline = self.connections.now + self.limits.body_timeout
         exchange = self.reading
         if exchange.streamed:
@@ -298,6 +384,7 @@ class HttpProtocol(asyncio.Protocol):
     def on_message_complete(self) -> None:
         exchange, self.reading = self.reading, None
         self.head_bytes = 0
+        self.trailing = False
         self.phase = ANSWERING  # idle (keep-alive) once it is answered
         self.deadline = 0.0
         if exchange.streamed:
@@ -322,7 +409,7 @@ class HttpProtocol(asyncio.Protocol):
     def _enqueue(self, exchange: Exchange) -> None:
         self.queue.append(exchange)
         if len(self.queue) > self.limits.max_pipeline:
-            self.pause_reading()
+            self.pause_reading(_PIPELINE)
         self._next()
 
     def _start(self, exchange: Exchange) -> None:
@@ -342,8 +429,8 @@ class HttpProtocol(asyncio.Protocol):
                     break
                 if self.queue:
                     exchange = self.queue.popleft()
-                    if self.read_paused and len(self.queue) <= self.limits.max_pipeline // 2:
-                        self.resume_reading()
+                    if len(self.queue) <= self.limits.max_pipeline // 2:
+                        self.resume_reading(_PIPELINE)
                     self._start(exchange)
                     continue
                 if self.deferred is not None:
@@ -366,7 +453,7 @@ class HttpProtocol(asyncio.Protocol):
                 reading.lost()
                 self.reading = None
             self.deferred = problem
-            self.pause_reading()
+            self.pause_reading(_HALT)
             return
         self.deferred = None
         self.reading = None
@@ -384,7 +471,13 @@ class HttpProtocol(asyncio.Protocol):
         reading.respond(Response(f"{problem}\n", problem.status))
 
     def timed_out(self) -> None:
-        """The listener's tick found this connection past its deadline."""
+        """The listener's tick found this connection past its deadline (or its send deadline)."""
+        if 0 < self.send_deadline < self.connections.now:
+            diag(f"{self.client}: read nothing for {self.limits.send_timeout:g}s: closing")
+            self.abort()
+            return
+        if self.paused_by & _WRITING:
+            return  # we stopped reading: the send deadline, not the client's, applies
         phase = self.phase
         if phase == AWAITING_REQUEST or (phase == READING_HEAD and not self.head_bytes):
             self.close()  # an idle keep-alive connection: nothing is owed
@@ -415,4 +508,4 @@ class HttpProtocol(asyncio.Protocol):
             return
         if exchange is not None:
             exchange.keep_alive = False  # the bytes after it are not HTTP we can parse
-        self.pause_reading()
+        self.pause_reading(_HALT)

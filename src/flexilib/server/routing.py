@@ -1,4 +1,10 @@
-"""Request -> Route: the ordered prefix match, kept tiny because every request runs it."""
+"""Request -> Route: the ordered prefix match, kept tiny because every request runs it.
+
+Paths are matched in their normal form (`Request.normalized_path`, made by
+`flexilib.http.target`), so no spelling of a path gets around a rule. A
+`Host` rule compares case-insensitively (host names are); other header
+values compare as sent.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +25,9 @@ class Route:
         self.slot = slot
         self.path_prefix = rule.path_prefix
         self.header_name = rule.header_name
-        self.value_prefix = rule.value_prefix
+        # host names are case-insensitive: the value is lowered here and in `match`
+        host = rule.header_name == b"host"
+        self.value_prefix = rule.value_prefix.lower() if host else rule.value_prefix
 
 
 class Router:
@@ -31,13 +39,17 @@ class Router:
         self.routes = routes
 
     def match(self, request: Request) -> Route | None:
-        target = request.raw_target
+        path = request.normalized_path
         for route in self.routes:
-            if target.startswith(route.path_prefix):
+            if path.startswith(route.path_prefix):
                 name = route.header_name
                 if name is None:
                     return route
                 value = request.header(name)
-                if value is not None and value.startswith(route.value_prefix):
+                if value is None:
+                    continue
+                if name == b"host":
+                    value = value.lower()
+                if value.startswith(route.value_prefix):
                     return route
         return None

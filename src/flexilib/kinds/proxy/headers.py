@@ -7,6 +7,13 @@ request is being upgraded. The proxy frames bodies itself, so it also sets
 `Content-Length`/`Transfer-Encoding` itself. Towards the client, the
 upstream's `Date` and `Server` give way to flexilib's own (nginx does the
 same); `Expect` is answered by flexilib and not forwarded.
+
+Who the client is comes from the connection, never from the client: the
+proxy appends the peer address to `X-Forwarded-For` (earlier entries are
+the client's word, kept as nginx's `$proxy_add_x_forwarded_for` keeps them:
+an upstream trusts only the last one), and replaces `X-Real-IP`,
+`Forwarded` (`for=ADDRESS;proto=SCHEME`), `X-Forwarded-Proto` and
+`X-Forwarded-Host`. `CF-Connecting-IP` is Cloudflare's to set and is dropped.
 """
 
 from __future__ import annotations
@@ -18,7 +25,16 @@ _HOP = frozenset(
 )
 # set by the proxy from its own knowledge rather than copied from the client
 _REPLACED = frozenset(
-    (b"host", b"content-length", b"expect", b"x-forwarded-proto", b"x-forwarded-host")
+    (
+        b"host",
+        b"content-length",
+        b"expect",
+        b"x-forwarded-proto",
+        b"x-forwarded-host",
+        b"x-real-ip",
+        b"forwarded",
+        b"cf-connecting-ip",
+    )
 )
 _FROM_UPSTREAM_DROPPED = frozenset((b"content-length", b"date", b"server"))
 
@@ -44,8 +60,10 @@ def body_framing(headers: list[tuple[bytes, bytes]]) -> tuple[bool, int | None]:
         lower = name.lower()
         if lower == b"transfer-encoding":
             chunked = True
-        elif lower == b"content-length" and value.isdigit():
-            length = int(value)
+        elif lower == b"content-length":
+            value = value.strip(b" \t")  # optional whitespace, trimmed as llhttp does
+            if value.isdigit():
+                length = int(value)
     return chunked, None if chunked else length
 
 
@@ -88,10 +106,13 @@ def request_head(
             continue
         lines.append(b"%s: %s\r\n" % (name, value))
     forwarded_for.append(client_ip)
+    node = b'"[%s]"' % client_ip if b":" in client_ip else client_ip  # RFC 7239 quoting
     top = [
         b"%s %s HTTP/1.1\r\nHost: %s\r\n"
         % (method, target, client_host if preserve_host and client_host else host),
         b"X-Forwarded-For: %s\r\n" % b", ".join(forwarded_for),
+        b"X-Real-IP: %s\r\n" % client_ip,
+        b"Forwarded: for=%s;proto=%s\r\n" % (node, scheme),
         b"X-Forwarded-Proto: %s\r\n" % scheme,
     ]
     if client_host is not None:

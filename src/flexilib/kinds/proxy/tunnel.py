@@ -2,7 +2,9 @@
 
 Each direction waits for its reader to keep up (the client's write buffer
 one way, the upstream's the other), so a tunnel costs two small buffers.
-There is no timeout: a WebSocket may sit quiet for as long as its ends like.
+There is no idle timeout: a WebSocket may sit quiet for as long as its ends
+like. (A client that reads nothing of what is sent to it is still dropped at
+the connection's send timeout.)
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Path mapping follows nginx's `proxy_pass`: a URL without a path forwards the
 request target unchanged; a URL with a path (even `/`) replaces the part of
-the target that the rule's prefix matched with that path. The query string,
+the normalised path (`Request.normalized_path`) that the rule's prefix
+matched with that path. The query string,
 being part of the rest of the target, is kept either way.
 
 Balancing is "least outstanding requests", ties broken round robin: with
@@ -49,11 +50,18 @@ class Upstream:
         self.outstanding = 0  # requests in flight to this upstream
         self.down_until = 0.0  # left out of balancing until this loop time
 
-    def map_target(self, target: bytes, prefix: bytes) -> bytes:
-        """The request target to send upstream for `target`, matched by the rule's `prefix`."""
+    def map_target(self, target: bytes, path: bytes, prefix: bytes) -> bytes:
+        """The request target to send upstream.
+
+        `target` is the client's, `path` its normalised path (which the rule's
+        `prefix` matched). Without a base path the target goes as the client
+        sent it (nginx's `proxy_pass` without a URI); with one, the normalised
+        path is mapped, so no spelling of `..` reaches outside the base.
+        """
         if self.base is None:
             return target
-        return self.base + target[len(prefix) :]
+        query = target.find(b"?")
+        return self.base + path[len(prefix) :] + (target[query:] if query >= 0 else b"")
 
     def __repr__(self) -> str:
         return f"<Upstream {self.url}>"

@@ -15,7 +15,9 @@ build itself to pass to `fetch()`:
   usable once; `.body` is the stream or None.
 
 The incoming request also carries `cf-connecting-ip` (the client address),
-the header Cloudflare adds for a worker, unless the client sent one.
+the header Cloudflare adds for a worker. It is set from the connection and
+the client's own is dropped, as Cloudflare does: a client could otherwise
+claim any address.
 """
 
 from __future__ import annotations
@@ -94,9 +96,14 @@ class Request(Body):
         self = cls.__new__(cls)
         self._method = _method(request.method)
         self._url = _absolute_url(request, host)
-        pairs = [(name.lower(), value.strip()) for name, value in request.headers.items()]
+        # the client's own `cf-connecting-ip` is dropped: only the connection says who it is
+        pairs = [
+            (lower, value.strip())
+            for name, value in request.headers.items()
+            if (lower := name.lower()) != "cf-connecting-ip"
+        ]
         client = request.client
-        if client and client[0] and "cf-connecting-ip" not in request.headers:
+        if client and client[0]:
             pairs.append(("cf-connecting-ip", client[0]))
         self._pairs = pairs
         self._redirect = "follow"
