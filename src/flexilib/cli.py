@@ -69,8 +69,10 @@ def _load(path: Path) -> list[Rule] | None:
 
 
 def serve(settings: Settings) -> int:
+    from flexilib.log import set_json
     from flexilib.master import block_signals, read_and_validate, run_master
 
+    set_json(settings.log_format == "json")
     block_signals()  # a stop signal during start-up is taken as a stop, not a kill
 
     rules, error = read_and_validate(settings.config)
