@@ -180,8 +180,8 @@ class Master:
             if worker is None:
                 continue  # a config validation child
             self._drop_control(worker)
-            if worker.reports is not None:
-                self._read(worker)  # what it wrote before it died is still in the pipe
+            if self.totals is not None:
+                self._read(worker)  # what it wrote before it died may still be in the pipe
                 self.totals.worker_gone(pid)
             if self.stopping:
                 diag(f"worker {worker.number} (pid {pid}) {_describe(status)}")
