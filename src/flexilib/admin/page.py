@@ -141,7 +141,10 @@ function render(s) {
     cell(row, route.p50_ms === null ? null : route.p50_ms.toFixed(2), "num");
     cell(row, route.p99_ms === null ? null : route.p99_ms.toFixed(2), "num");
     cell(row, route.in_flight, "num");
-    row.insertCell().appendChild(spark(history[route.key] || []));
+    const rates = history[route.key] || [], rate = rates.length ? rates[rates.length - 1] : 0;
+    const trend = row.insertCell();
+    trend.className = "num";
+    trend.append(spark(rates), " " + rate.toFixed(rate < 10 ? 1 : 0));
   }
   last = {time: now, counts: counts};
 

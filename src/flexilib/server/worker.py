@@ -143,14 +143,15 @@ class Worker:
         if self.reports is None:
             return
         routes = [d for s in [*self.stats.values(), self.app.unrouted] if (d := s.take())]
-        seen: set[HandlerSlot] = set()
+        sent, self._loads_sent = self._loads_sent, {}  # only the slots in use stay listed
         handlers = []  # (key, kind, target, version, loaded at, loads ok, failed, busy)
         for route in self.app.router.routes:
             slot = route.slot
-            first = slot not in seen  # loads count once, for the first route naming the slot
-            seen.add(slot)
             ok, failed = slot.loads
-            sent_ok, sent_failed = self._loads_sent.get(slot, (0, 0)) if first else (ok, failed)
+            if slot in self._loads_sent:  # loads count once, for the first route naming the slot
+                sent_ok, sent_failed = ok, failed
+            else:
+                sent_ok, sent_failed = sent.get(slot, (0, 0))
             self._loads_sent[slot] = (ok, failed)
             handlers.append(
                 (
