@@ -189,6 +189,14 @@ def test_bad_admin_settings_are_refused(tmp_path, sample):
     assert bad.returncode == 2 and "admin address 'localhost' is not HOST:PORT" in bad.stderr
     fmt = subprocess.run([*base, "--log-format", "xml"], capture_output=True, text=True)
     assert fmt.returncode == 2 and "log format 'xml'" in fmt.stderr
+    broken = tmp_path / "broken.ini"
+    broken.write_text("no rule here\n")
+    rejected = subprocess.run(
+        [*base, "--config", str(broken), "--log-format", "json"], capture_output=True, text=True
+    )
+    assert rejected.returncode == 2
+    (line,) = rejected.stderr.splitlines()  # in JSON too, for the log shipper
+    assert "expected 'KEY = TARGET'" in json.loads(line)["message"]
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
