@@ -350,11 +350,13 @@ def _keep_only(keep: set[int | None]) -> None:
     null = os.open(os.devnull, os.O_RDWR)
     for name in os.listdir("/proc/self/fd"):
         fd = int(name)
-        if fd > 2 and fd != null and fd not in keep:
-            try:
-                os.dup2(null, fd)
-            except OSError:
-                pass  # the descriptor of the listing itself, closed already
+        if fd <= 2 or fd == null or fd in keep:
+            continue
+        try:
+            os.fstat(fd)
+        except OSError:
+            continue  # the listing's own descriptor, closed since
+        os.dup2(null, fd)
     os.close(null)
 
 

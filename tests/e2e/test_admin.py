@@ -111,6 +111,30 @@ def test_metrics_status_and_health_count_what_two_workers_served(start_server, s
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", page.text)  # nothing external
 
 
+def _listening_inode(port: int) -> str:
+    """The inode of the socket listening on 127.0.0.1:`port`, from /proc/net/tcp."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1] == f"0100007F:{port:04X}" and fields[3] == "0A":
+            return fields[9]
+    raise AssertionError(f"nothing listens on 127.0.0.1:{port}")
+
+
+def _open_files(pid: int) -> set[str]:
+    folder = Path(f"/proc/{pid}/fd")
+    return {os.readlink(fd) for fd in folder.iterdir()}
+
+
+def test_workers_do_not_inherit_the_admin_socket(start_server, sample):
+    server = start_server(f"/ = {sample}\n", "--workers", "2")
+    admin = f"socket:[{_listening_inode(server.admin_port)}]"
+    assert admin in _open_files(server.process.pid)
+    workers = server.worker_pids()
+    assert len(workers) == 2
+    for pid in workers:  # else a worker would hold the admin port after the master is gone
+        assert admin not in _open_files(pid)
+
+
 def test_readyz_turns_503_on_sigterm_while_a_slow_request_finishes(start_server, sample):
     server = start_server(f"/ = {sample}\n", "--workers", "2")
     wait_until(lambda: readyz(server) == (200, "ready\n"), what="ready")
