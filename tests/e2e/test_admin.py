@@ -180,6 +180,23 @@ def test_a_rejected_reload_keeps_the_server_ready(start_server, sample):
     assert metric(scrape(server), "flexilib_config_reloads_total", result="ok") == 1
 
 
+def test_readyz_waits_for_every_worker_to_serve_a_new_config(start_server, sample):
+    server = start_server(f"/ = {sample}\n", "--workers", "2")
+    wait_until(lambda: readyz(server)[0] == 200, what="ready")
+    stopped, running = server.worker_pids()
+    os.kill(stopped, signal.SIGSTOP)  # it cannot take the new config until it runs again
+    try:
+        server.config.write_text(f"/new = {sample}\n/ = {sample}\n")
+        server.signal(signal.SIGHUP)
+        waiting = (503, "starting: 1 of 2 worker(s) serving config generation 1\n")
+        wait_until(lambda: readyz(server) == waiting, what="the running worker on generation 1")
+        serving = {w["pid"]: w["serving"] for w in status(server)["workers"]}
+        assert serving == {stopped: False, running: True}
+    finally:
+        os.kill(stopped, signal.SIGCONT)
+    wait_until(lambda: readyz(server) == (200, "ready\n"), what="both serving generation 1")
+
+
 def test_upstream_attempts_are_counted(start_server):
     live = Upstream("live")
     try:
