@@ -144,12 +144,14 @@ class Totals:
 
     # -- from the master's loop ------------------------------------------------------
     def worker_started(self, number: int, pid: int) -> None:
+        """A worker was forked; a number started before counts as a restart."""
         restarts = self._starts[number]
         self._starts[number] += 1
         self.restarts += 1 if restarts else 0
         self.workers[pid] = WorkerRecord(number, pid, time.time(), restarts)
 
     def worker_gone(self, pid: int) -> None:
+        """A worker was reaped: its counts stay, its gauges (in flight, connections) go."""
         gone = self.workers.pop(pid, None)
         if gone is not None:
             for route in self.routes.values():
@@ -165,6 +167,7 @@ class Totals:
             self._rules(rules)
 
     def stop(self) -> None:
+        """SIGTERM/SIGINT: not ready any more, while the workers drain."""
         self.stopping = True
 
     def report(self, pid: int, message: tuple) -> None:

@@ -95,6 +95,7 @@ class AdminApp:
         self.totals = totals
 
     def answer(self, method: bytes, target: bytes) -> Response:
+        """The response to one admin request (see README "Operating flexilib")."""
         path = target.split(b"?", 1)[0]
         if method not in (b"GET", b"HEAD"):
             return Response("only GET and HEAD\n", 405, {"Allow": "GET, HEAD"}, content_type=_TEXT)

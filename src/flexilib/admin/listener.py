@@ -24,7 +24,7 @@ from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
 from flexilib.http.status import status_line
 from flexilib.response import Response
 
-__all__ = ["AdminListener", "bind"]
+__all__ = ["AdminListener", "bind", "encode"]
 
 MAX_CONNECTIONS = 64
 MAX_REQUEST_BYTES = 8192  # request line and headers; admin requests have no body
@@ -97,6 +97,7 @@ class AdminListener:
         selector.register(sock, selectors.EVENT_READ, self.accept)
 
     def accept(self) -> None:
+        """New connections (the selector saw the listener readable); over the limit: closed."""
         while True:
             try:
                 sock, _ = self.sock.accept()
