@@ -473,6 +473,35 @@ def _proxy_section(by_key, out: Results) -> Section:  # noqa: ANN001
     )
 
 
+def _admin_section(by_key, out: Results) -> Section:  # noqa: ANN001
+    if "flexilib" not in by_key or "flexilib-noadmin" not in by_key:
+        return []
+    g = out.get
+    rows = [
+        [
+            label,
+            _fmt(g(k, "ka.rps")),
+            _fmt(g(k, "ka.p99"), ".2f"),
+            _fmt(g(k, "ka.cpu100k"), ".2f"),
+            _fmt(g(k, "idle.rss"), ".1f"),
+        ]
+        for k, label in (("flexilib", "metrics on (default)"), ("flexilib-noadmin", "--admin off"))
+    ]
+    ratio = _ratio(g("flexilib", "ka.rps"), g("flexilib-noadmin", "ka.rps"))
+    on, off = g("flexilib", "idle.rss"), g("flexilib-noadmin", "idle.rss")
+    grown = None if on is None or off is None else on - off
+    return _section(
+        "Observability cost (issue 13): metrics on vs `--admin off`, same run",
+        "Both serve the sample library with 1 worker; with metrics on, every request is "
+        "counted per route and the worker reports to the master once a second.",
+        _table(["flexilib", "keep-alive req/s", "p99 ms", "CPU s/100k", "idle RSS MB"], rows),
+        f"Throughput on ÷ off: {_x(ratio)} (target >= 0.95x); CPU per request on ÷ off: "
+        f"{_x(_ratio(g('flexilib', 'ka.cpu100k'), g('flexilib-noadmin', 'ka.cpu100k')))} (less "
+        f"moved by other load on the machine); idle RSS grows by {_fmt(grown, '.1f')} MB "
+        "(target <= 3 MB).",
+    )
+
+
 _HOW = [
     "- nginx: `daemon off`, master + `worker_processes 1`, `return 200` with the body, access "
     "log in the default `combined` format to a file (bench/peers/nginx.py).",
@@ -512,6 +541,7 @@ def write(
     lines += _lambda_section(by_key, out)
     lines += _wasm_section(by_key, out)
     lines += _proxy_section(by_key, out)
+    lines += _admin_section(by_key, out)
     lines += _section(
         "Performance targets (ratios within this run)",
         _table(["#", "target", "measured", "verdict"], _targets(out, slow_ms)),

@@ -124,8 +124,14 @@ def start_nginx_proxy(workdir: Path) -> list[ServerProcess]:
 # -- flexilib ----------------------------------------------------------------
 
 
-def _flexilib(workdir: Path, name: str, rules: list[str], workers: int = 1) -> ServerProcess:
-    """flexilib serving `rules` (proxy.ini lines) from a config in its own directory."""
+def _flexilib(
+    workdir: Path, name: str, rules: list[str], workers: int = 1, admin: bool = True
+) -> ServerProcess:
+    """flexilib serving `rules` (proxy.ini lines) from a config in its own directory.
+
+    Its admin port (metrics on, as by default) is a free port of its own; `admin=False`
+    turns it off (`SERVER_ADMIN=off`), the baseline of the metrics' cost.
+    """
     confdir = workdir / name
     confdir.mkdir(parents=True, exist_ok=True)
     config = confdir / "proxy.ini"
@@ -134,6 +140,7 @@ def _flexilib(workdir: Path, name: str, rules: list[str], workers: int = 1) -> S
     argv = [str(VENV_BIN / "flexilib"), "serve", "--config", str(config)]
     argv += ["--port", str(port), "--address", "127.0.0.1"]
     env = {"PORT": str(port), "SERVER_WORKERS": str(workers)}
+    env["SERVER_ADMIN"] = f"127.0.0.1:{free_port()}" if admin else "off"
     return ServerProcess(name, argv, port, workdir, env=env, cwd=confdir)
 
 
@@ -150,12 +157,12 @@ def _write_bootstrap(directory: Path, module: str) -> Path:
 
 
 def flexilib_native(
-    sample: Path, name: str, workers: int = 1
+    sample: Path, name: str, workers: int = 1, admin: bool = True
 ) -> Callable[[Path], list[ServerProcess]]:
     """flexilib serving the bundled sample library at `/`."""
 
     def start(workdir: Path) -> list[ServerProcess]:
-        return [_flexilib(workdir, name, [f"/ = {sample}"], workers)]
+        return [_flexilib(workdir, name, [f"/ = {sample}"], workers, admin)]
 
     return start
 
@@ -309,6 +316,13 @@ def all_targets(sample: Path) -> list[Target]:
             granian(False),
             ("ka", "close"),
             full_only=True,
+        ),
+        # right after `flexilib`: the metrics' cost is this pair's ratio (issue 13)
+        flexi(
+            "flexilib-noadmin",
+            "flexilib, sample lib, 1 worker, --admin off",
+            flexilib_native(sample, "flexilib-noadmin", admin=False),
+            ("idle", "ka"),
         ),
         flexi(
             "flexilib-2w",

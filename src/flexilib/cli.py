@@ -69,13 +69,18 @@ def _load(path: Path) -> list[Rule] | None:
 
 
 def serve(settings: Settings) -> int:
+    from flexilib.log import diag, set_json
     from flexilib.master import block_signals, read_and_validate, run_master
 
+    set_json(settings.log_format == "json")
     block_signals()  # a stop signal during start-up is taken as a stop, not a kill
 
     rules, error = read_and_validate(settings.config)
     if error is not None:
-        print(f"flexilib: config error: {error}", file=sys.stderr)
+        if settings.log_format == "json":
+            diag(f"config error: {error}")  # a log shipper reads this line too
+        else:
+            print(f"flexilib: config error: {error}", file=sys.stderr)
         return 2
     return run_master(settings, rules)
 

@@ -28,6 +28,11 @@ code the master stays a few MB.
   while it keeps crashing (up to `QUARANTINE_MAX`). So a library that crashes
   on every request costs one worker's connections once per quarantine, not
   the whole server's traffic to a growing restart back-off.
+- Observability (`--admin`): each worker also has a report pipe the master
+  reads in the same loop: once a tick, what the worker served (deltas), and
+  `("serving", generation)` once it serves a config. The master adds them
+  up (`admin/aggregate.py`), so totals outlive workers, and serves them on
+  the admin port from the same loop (`admin/listener.py`).
 """
 
 from __future__ import annotations
@@ -38,10 +43,12 @@ import selectors
 import signal
 import socket
 import time
+from functools import partial
 
+from flexilib.admin.aggregate import Totals
 from flexilib.config import HandlerSpec, Rule
 from flexilib.log import diag
-from flexilib.server.control import encode
+from flexilib.server.control import Decoder, encode
 from flexilib.server.scoreboard import Scoreboard
 from flexilib.settings import Settings
 
@@ -82,15 +89,17 @@ def _describe(status: int) -> str:
 class WorkerProcess:
     """The master's record of one worker process."""
 
-    __slots__ = ("number", "pid", "started", "control", "outbox", "killed")
+    __slots__ = ("number", "pid", "started", "control", "outbox", "killed", "reports", "decoder")
 
-    def __init__(self, number: int, pid: int, control: int) -> None:
+    def __init__(self, number: int, pid: int, control: int, reports: int | None) -> None:
         self.number = number  # 0 .. workers-1: its scoreboard record and restart schedule
         self.pid = pid
         self.started = time.monotonic()
         self.control = control  # the write end of its control pipe
         self.outbox = b""  # control bytes the pipe could not take yet
         self.killed = False  # killed for not ticking: its death is expected
+        self.reports = reports  # the read end of its report pipe (None: --admin off)
+        self.decoder = Decoder()
 
 
 class Quarantine:
@@ -104,10 +113,19 @@ class Quarantine:
 
 
 class Master:
-    def __init__(self, settings: Settings, sock: socket.socket, rules: list[Rule]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        sock: socket.socket,
+        rules: list[Rule],
+        totals: Totals | None = None,
+        admin: socket.socket | None = None,
+    ) -> None:
         self.settings = settings
         self.sock = sock
         self.rules = rules  # the last config that validated: what every worker serves
+        self.totals = totals  # what the workers report, for the admin listener (None: off)
+        self.generation = 0  # counts the configs that validated: workers confirm serving one
         self.workers: dict[int, WorkerProcess] = {}  # by pid
         self.crashes = [0] * settings.workers
         self.restart_at: dict[int, float] = {}  # worker number -> when to start it
@@ -116,10 +134,17 @@ class Master:
         self.quarantined: dict[HandlerSpec, Quarantine] = {}
         self.selector = selectors.DefaultSelector()
         self._wakeup_r, self._wakeup_w = os.pipe()
+        self.admin = None
+        if admin is not None:
+            from flexilib.admin.app import AdminApp
+            from flexilib.admin.listener import AdminListener
+
+            self.admin = AdminListener(admin, AdminApp(totals).answer, self.selector)
 
     # -- workers ------------------------------------------------------------------
     def spawn(self, number: int) -> None:
         reader, writer = os.pipe()
+        report_r, report_w = os.pipe() if self.totals is not None else (None, None)
         self.scoreboard.beat(number)  # its silence counts from now
         pid = os.fork()
         if pid == 0:  # the worker
@@ -127,11 +152,19 @@ class Master:
             try:
                 os.close(writer)
                 self._forget_in_child()
+                _keep_only({self.sock.fileno(), reader, report_w})
                 from flexilib.server.worker import run_worker
 
                 blocked = {spec: q.until for spec, q in self.quarantined.items()}
                 status = run_worker(
-                    self.sock, self.settings, self.rules, number, self.scoreboard, reader, blocked
+                    self.sock,
+                    self.settings,
+                    self.rules,
+                    number,
+                    self.scoreboard,
+                    reader,
+                    report_w,
+                    blocked,
                 )
             except BaseException as exc:  # noqa: BLE001 - report, never return into the master
                 diag(f"worker failed: {exc!r}")
@@ -139,7 +172,13 @@ class Master:
                 os._exit(status)
         os.close(reader)
         os.set_blocking(writer, False)
-        self.workers[pid] = WorkerProcess(number, pid, writer)
+        worker = self.workers[pid] = WorkerProcess(number, pid, writer, report_r)
+        if report_r is not None:
+            os.close(report_w)
+            os.set_blocking(report_r, False)
+            self.selector.register(report_r, selectors.EVENT_READ, partial(self._read, worker))
+            self.totals.worker_started(number, pid)
+            self.send(worker, ("generation", self.generation))  # answered once it serves
         diag(f"worker {number} started (pid {pid})")
 
     def _forget_in_child(self) -> None:
@@ -170,6 +209,9 @@ class Master:
             if worker is None:
                 continue  # a config validation child
             self._drop_control(worker)
+            if self.totals is not None:
+                self._read(worker)  # what it wrote before it died may still be in the pipe
+                self.totals.worker_gone(pid)
             inside = self._libraries(worker.number) if os.WIFSIGNALED(status) else []
             if self.stopping:
                 diag(f"worker {worker.number} (pid {pid}) {_describe(status)}")
@@ -258,17 +300,39 @@ class Master:
             self.selector.unregister(worker.control)
         os.close(worker.control)
 
+    def _read(self, worker: WorkerProcess) -> None:
+        """A worker's reports: add them to the totals; close the pipe at its end."""
+        fd = worker.reports
+        if fd is None:
+            return
+        while True:
+            try:
+                data = os.read(fd, 1 << 16)
+            except BlockingIOError:
+                return
+            if not data:
+                self.selector.unregister(fd)
+                os.close(fd)
+                worker.reports = None
+                return
+            for message in worker.decoder.feed(data):
+                self.totals.report(worker.pid, message)
+
     # -- signals ----------------------------------------------------------------------
     def hangup(self) -> None:
         """Validate the config again; only a good one replaces the workers' rules."""
         rules, error = read_and_validate(self.settings.config)
+        if self.totals is not None:
+            self.totals.reloaded(None if error else rules, error)
         if error is not None:
             diag(f"SIGHUP: config rejected, workers keep the old routes: {error}")
             return
         self.rules = rules
+        self.generation += 1
         diag(f"SIGHUP: {self.settings.config} validated: {len(rules)} routes, sent to the workers")
         for worker in self.workers.values():
             self.send(worker, ("rules", rules))
+            self.send(worker, ("generation", self.generation))
 
     def stop(self, sig: int) -> None:
         if self.stopping:
@@ -277,6 +341,8 @@ class Master:
                 os.kill(pid, signal.SIGKILL)
             return
         self.stopping = True
+        if self.totals is not None:
+            self.totals.stop()  # /readyz: 503 from now on
         self.sock.close()  # refused once the workers have closed their listeners too
         diag(f"stopping on {signal.Signals(sig).name}: waiting for {len(self.workers)} worker(s)")
         for pid in self.workers:
@@ -317,12 +383,39 @@ class Master:
                         signals = b""
                     for signum in signals:
                         self._signalled(signum)
-                else:
+                elif isinstance(key.data, WorkerProcess):
                     self._flush(key.data)
+                else:
+                    key.data()  # a report pipe is readable
             self.reap()
             self.check_liveness()
+            if self.admin is not None:
+                self.admin.expire()
         diag("stopped")
         return 0
+
+
+def _keep_only(keep: set[int | None]) -> None:
+    """In a new worker: let go of every inherited descriptor but stdio and `keep`.
+
+    The master holds the admin socket, scrapes in progress and its other
+    workers' report pipes; a worker that kept them would hold the admin port
+    (and a scraper's connection) open after the master is gone.
+    Each is pointed at /dev/null rather than closed: a Python object of the
+    master's that owns the number may still close it later, and must not
+    close something the worker opened under the same number.
+    """
+    null = os.open(os.devnull, os.O_RDWR)
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd <= 2 or fd == null or fd in keep:
+            continue
+        try:
+            os.fstat(fd)
+        except OSError:
+            continue  # the listing's own descriptor, closed since
+        os.dup2(null, fd)
+    os.close(null)
 
 
 def read_and_validate(path: os.PathLike) -> tuple[list[Rule], str | None]:
@@ -383,4 +476,20 @@ def run_master(settings: Settings, rules: list[Rule]) -> int:
         f"listening on {where[0]}:{where[1]} with {settings.workers} worker(s),"
         f" config {settings.config}"
     )
-    return Master(settings, sock, rules).run()
+    totals = admin = None
+    if settings.admin is not None:
+        from flexilib.admin.listener import bind
+
+        host, port = settings.admin
+        try:
+            admin = bind(host, port)
+        except OSError as exc:
+            diag(f"cannot listen on admin {host}:{port}: {exc.strerror or exc}")
+            if settings.admin_given:
+                return 2
+            diag("serving without the admin listener (set --admin HOST:PORT or `off`)")
+        else:
+            totals = Totals(str(settings.config), settings.workers, rules)
+            where = admin.getsockname()
+            diag(f"admin listener on {where[0]}:{where[1]}: /healthz /readyz /metrics /status /")
+    return Master(settings, sock, rules, totals, admin).run()

@@ -15,7 +15,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-__all__ = ["OPTIONS", "Limits", "Option", "Settings", "SettingsError", "resolve"]
+__all__ = ["ADMIN_DEFAULT", "OPTIONS", "Limits", "Option", "Settings", "SettingsError", "resolve"]
+
+ADMIN_DEFAULT = ("127.0.0.1", 8070)
 
 
 class SettingsError(Exception):
@@ -48,6 +50,11 @@ class Settings:
     prealloc_kb: int = 8
     grace_period: float = 30.0
     worker_timeout: float = 30.0
+    # the admin listener's (host, port); None: off. `admin_given`: set by a flag or variable
+    # (then failing to listen is fatal; the default's port being taken is only reported)
+    admin: tuple[str, int] | None = ADMIN_DEFAULT
+    admin_given: bool = False
+    log_format: str = "text"
     limits: Limits = field(default_factory=Limits)
 
 
@@ -215,6 +222,26 @@ OPTIONS: tuple[Option, ...] = (
         "a worker whose event loop has not ticked for this long is killed and replaced (0: never)",
         "30",
     ),
+    Option(
+        "--admin",
+        "SERVER_ADMIN",
+        "admin",
+        str,
+        None,
+        None,
+        "HOST:PORT of the admin listener (/healthz, /readyz, /metrics, /status, /); off: none",
+        "127.0.0.1:8070",
+    ),
+    Option(
+        "--log-format",
+        "SERVER_LOG_FORMAT",
+        "log_format",
+        str,
+        None,
+        None,
+        "text (the original's access-log line) or json (one object per line, diagnostics too)",
+        "text",
+    ),
 )
 
 _LIMITS = {f.name for f in fields(Limits)}
@@ -241,6 +268,24 @@ def _value(option: Option, text: str, source: str) -> object:
     return value
 
 
+def _admin_address(text: str) -> tuple[str, int] | None:
+    """`HOST:PORT` (IPv6 as `[::1]:8070`) -> (host, port); `off` -> None."""
+    if text.lower() == "off":
+        return None
+    host, sep, port = text.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        ipaddress.ip_address(host)
+        number = int(port)
+        if not sep or not 0 <= number <= 65535:
+            raise ValueError
+    except ValueError:
+        raise SettingsError(
+            f"admin address {text!r} is not HOST:PORT (an IP address and a port) or `off`"
+        ) from None
+    return host, number
+
+
 def resolve(flags: Mapping[str, object], environ: Mapping[str, str] | None = None) -> Settings:
     """Merge parsed flags (keyed by option name; None = not given) with the environment."""
     environ = os.environ if environ is None else environ
@@ -258,6 +303,11 @@ def resolve(flags: Mapping[str, object], environ: Mapping[str, str] | None = Non
         else:
             continue
         (limits if option.name in _LIMITS else values)[option.name] = value
+    if "admin" in values:
+        values["admin"] = _admin_address(values["admin"])
+        values["admin_given"] = True
+    if values.get("log_format", "text") not in ("text", "json"):
+        raise SettingsError(f"log format {values['log_format']!r} is not `text` or `json`")
     address = values.get("address", Settings.address)
     try:
         ipaddress.ip_address(address)

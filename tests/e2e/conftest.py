@@ -120,6 +120,9 @@ class Server:
         self.stderr = folder / "stderr.log"
         full_env = {**os.environ, **env}
         full_env.setdefault("SERVER_THREAD_COUNT", "2")
+        # every server gets its own admin port: the default 8070 is shared by the whole machine
+        self.admin_port = free_port()
+        full_env.setdefault("SERVER_ADMIN", f"127.0.0.1:{self.admin_port}")
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -150,6 +153,10 @@ class Server:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.admin_port}"
 
     def errors(self) -> str:
         return self.stderr.read_text(errors="replace")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -69,6 +70,8 @@ class HandlerSlot:
         #: `time.monotonic()` until which requests get 503 without a call: the master
         #: quarantined this handler after a worker died inside it (0: not quarantined)
         self.blocked_until = 0.0
+        self.loads = [0, 0]  # versions loaded, loads failed (the admin port reports them)
+        self.loaded_at = 0.0  # wall-clock time `version` was loaded
 
     # -- the hot path ----------------------------------------------------------
     def acquire(self) -> Handler | None:
@@ -95,6 +98,11 @@ class HandlerSlot:
             del self._draining[handler]
             handler.close()
             diag(f"closed an old version of {self.spec.target}: its last request finished")
+
+    @property
+    def busy(self) -> int:
+        """Requests running on any version of this handler or waiting for one."""
+        return self.inflight + sum(self._draining.values()) + len(self._waiters)
 
     # -- the slow path ---------------------------------------------------------
     def wait(self, waiter: Waiter) -> None:
@@ -131,6 +139,7 @@ class HandlerSlot:
         self._loading = False
         if error is not None:
             cause = error if isinstance(error, HandlerLoadError) else HandlerLoadError(repr(error))
+            self.loads[1] += 1
             if self.current is None:
                 diag(f"load failed: {cause}")
                 waiters, self._waiters = self._waiters, deque()
@@ -147,6 +156,8 @@ class HandlerSlot:
             self._close_if_idle()  # nor for the version it was to replace
             return
         self.version += 1
+        self.loads[0] += 1
+        self.loaded_at = time.time()
         if self._on_loaded is not None and not self._retired:
             self._on_loaded(self, handler, stamp)
         if self.current is None:

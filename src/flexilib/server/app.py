@@ -13,8 +13,9 @@ With `http/protocol.py` (bytes in, bytes out) and `runtime/dispatch.py`
 3. The result goes to `Exchange.respond()`; a handler failure or a response
    that breaks `http.headers`' rules is logged and answered 500 (or the
    status the failure carries).
-4. `finished()`: one access-log line, and the handler version is released
-   to its slot (which may be waiting to swap it).
+4. `finished()`: the route's counters (`flexilib.stats`: a count by status
+   and a histogram bucket, ~0.3 µs), one access-log line, and the handler
+   version is released to its slot (which may be waiting to swap it).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from flexilib.runtime.dispatch import Dispatcher
 from flexilib.runtime.handler import Handler, HandlerError
 from flexilib.server.accesslog import AccessLog
 from flexilib.server.routing import Router
+from flexilib.stats import RouteStats
 
 __all__ = ["App"]
 
@@ -45,7 +47,7 @@ _QUARANTINED = b"Service Unavailable: this handler crashed its worker and is qua
 class App:
     """One per worker; `router` is swapped whole when the config changes."""
 
-    __slots__ = ("router", "dispatcher", "loop", "log")
+    __slots__ = ("router", "dispatcher", "loop", "log", "unrouted", "counting")
 
     def __init__(
         self, loop: asyncio.AbstractEventLoop, dispatcher: Dispatcher, log: AccessLog
@@ -54,6 +56,8 @@ class App:
         self.dispatcher = dispatcher
         self.loop = loop
         self.log = log
+        self.unrouted = RouteStats("-", "-")  # answered without a route: 404s, protocol errors
+        self.counting = True  # off with `--admin off`: nobody would read the counts
 
     # -- http.protocol.Application ----------------------------------------------
     def head(self, exchange: Exchange) -> bool:
@@ -87,6 +91,11 @@ class App:
         end = perf_counter()
         request = exchange.request
         start = exchange.started_at
+        ttlb = end - start
+        route = exchange.route
+        stats = self.unrouted if route is None else route.stats
+        if self.counting:
+            stats.record(exchange.status, ttlb)
         self.log.log(
             exchange.client,
             request.raw_method,
@@ -95,14 +104,16 @@ class App:
             exchange.status,
             (exchange.ttfb or end) - start,
             exchange.sent,
-            end - start,
+            ttlb,
             exchange.prealloc,
             exchange.alloc,
+            stats.key,
+            stats.kind,
         )
         handler = exchange.handler
         if handler is not None:
             exchange.handler = None
-            exchange.route.slot.release(handler)
+            route.slot.release(handler)
 
     def _blocked(self, exchange: Exchange, until: float) -> bool:
         """A quarantined handler (a worker crashed inside it): 503 until `until`."""

@@ -1,9 +1,13 @@
-"""Messages from the master to a worker, over a pipe: a 4-byte length, then a pickle.
+"""Messages between the master and a worker, over a pipe: a 4-byte length, then a pickle.
 
 The master is the one source of truth for the config: it validates a
 config once and sends each worker the validated rules (`("rules", [...])`)
 on SIGHUP or a config change; a worker started later is forked with them.
-The pipe carries only what the master made, so pickle is safe here.
+After them comes `("generation", n)`, which the worker answers on its report
+pipe (worker -> master, same framing) with `("serving", n)`; its counts go
+that way too, once a tick (`("stats", {...})`, see `server/worker.py`).
+Each pipe carries only what flexilib's own processes made, so pickle is
+safe here.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from __future__ import annotations
 from flexilib.config import Rule
 from flexilib.request import Request
 from flexilib.runtime.slot import HandlerSlot
+from flexilib.stats import RouteStats
 
 __all__ = ["Route", "Router"]
 
@@ -18,10 +19,12 @@ __all__ = ["Route", "Router"]
 class Route:
     """A rule bound to the live slot of its handler."""
 
-    __slots__ = ("spec", "slot", "path_prefix", "header_name", "value_prefix")
+    __slots__ = ("key", "spec", "slot", "stats", "path_prefix", "header_name", "value_prefix")
 
-    def __init__(self, rule: Rule, slot: HandlerSlot) -> None:
+    def __init__(self, rule: Rule, slot: HandlerSlot, stats: RouteStats) -> None:
+        self.key = rule.key
         self.spec = rule.spec
+        self.stats = stats  # what it served since the last report to the master
         self.slot = slot
         self.path_prefix = rule.path_prefix
         self.header_name = rule.header_name

@@ -5,6 +5,15 @@ the handler slots (kept across a config change when their spec is
 unchanged), the dispatcher's threads, the file watcher and the one-second
 tick that times out connections, refreshes the `Date` header and stamps the
 scoreboard (the master replaces a worker whose stamp goes stale).
+
+The tick also reports to the master over the worker's report pipe
+(`server/control.py` frames, worker -> master): what each route served
+since the last tick (`flexilib.stats`), handler loads, upstream attempts,
+open connections, requests in flight and this process's memory, CPU and
+descriptors. The master adds the deltas to totals that outlive the worker
+and serves them on its admin port. A worker answers the master's
+`("generation", n)` with `("serving", n)` once its listener is up and the
+rules sent before it are applied: that is what readiness counts.
 """
 
 from __future__ import annotations
@@ -24,10 +33,11 @@ from flexilib.runtime.slot import HandlerSlot
 from flexilib.runtime.watch import Watcher
 from flexilib.server.accesslog import AccessLog
 from flexilib.server.app import App
-from flexilib.server.control import Decoder
+from flexilib.server.control import Decoder, encode
 from flexilib.server.routing import Route, Router
 from flexilib.server.scoreboard import CELLS, Scoreboard
 from flexilib.settings import Settings
+from flexilib.stats import UPSTREAMS, RouteStats, process_sample
 
 __all__ = ["Worker", "run_worker"]
 
@@ -42,6 +52,7 @@ class Worker:
         rules: list[Rule],
         number: int = 0,
         scoreboard: Scoreboard | None = None,
+        reports: int | None = None,
     ) -> None:
         self.loop = loop
         self.settings = settings
@@ -49,8 +60,13 @@ class Worker:
         self.scoreboard = scoreboard
         self.connections = Connections(settings.limits, loop.time)
         self.dispatcher = Dispatcher(loop, settings.threads, settings.max_threads)
-        self.log = AccessLog(loop)
+        self.log = AccessLog(loop, json_format=settings.log_format == "json", worker=number)
         self.app = App(loop, self.dispatcher, self.log)
+        self.app.counting = reports is not None
+        self.stats: dict[tuple[str, str], RouteStats] = {}  # by (rule key, kind), across reloads
+        self.reports = reports  # the write end of the report pipe to the master
+        self._outbox = b""  # report bytes the pipe could not take yet
+        self._loads_sent: dict[HandlerSlot, tuple[int, int]] = {}
         self.slots: dict[HandlerSpec, HandlerSlot] = {}
         self.retired: set[HandlerSlot] = set()  # left the config: closed at exit if still draining
         self.watcher = Watcher(loop)
@@ -69,7 +85,9 @@ class Worker:
             if slot is None:
                 slot = HandlerSlot(rule.spec, self.dispatcher, self.watcher.track)
             slots[rule.spec] = slot
-            routes.append(Route(rule, slot))
+            name = (rule.key, rule.spec.kind)
+            stats = self.stats.get(name) or self.stats.setdefault(name, RouteStats(*name))
+            routes.append(Route(rule, slot, stats))
         for spec, slot in self.slots.items():
             if spec not in slots:
                 self.watcher.forget(slot)
@@ -102,6 +120,70 @@ class Worker:
                     f"SIGHUP: {self.settings.config} reloaded: {len(payload)} routes,"
                     f" {kept} loaded handler(s) kept"
                 )
+            elif kind == "generation":  # the rules sent before it are applied
+                self.send(("serving", payload))
+
+    # -- reports to the master ---------------------------------------------------
+    def send(self, message: object) -> None:
+        """Queue a message to the master and write what the pipe takes (never blocks)."""
+        if self.reports is None:
+            return
+        self._outbox += encode(message)
+        self.flush_reports()
+
+    def flush_reports(self) -> None:
+        """Write what the report pipe takes of what is queued."""
+        if not self._outbox:
+            return
+        try:
+            written = os.write(self.reports, self._outbox)
+        except BlockingIOError:
+            written = 0
+        except OSError:  # the master is gone: the control pipe's EOF stops us
+            written = len(self._outbox)
+        self._outbox = self._outbox[written:]
+
+    def report(self) -> None:
+        """What this worker did since the last report (see the module docstring)."""
+        if self.reports is None:
+            return
+        routes = [d for s in [*self.stats.values(), self.app.unrouted] if (d := s.take())]
+        sent, self._loads_sent = self._loads_sent, {}  # only the slots in use stay listed
+        handlers = []  # (key, kind, target, version, loaded at, loads ok, failed, busy)
+        for route in self.app.router.routes:
+            slot = route.slot
+            ok, failed = slot.loads
+            if slot in self._loads_sent:  # loads count once, for the first route naming the slot
+                sent_ok, sent_failed = ok, failed
+            else:
+                sent_ok, sent_failed = sent.get(slot, (0, 0))
+            self._loads_sent[slot] = (ok, failed)
+            handlers.append(
+                (
+                    route.key,
+                    route.spec.kind,
+                    route.spec.target,
+                    slot.version,
+                    slot.loaded_at,
+                    ok - sent_ok,
+                    failed - sent_failed,
+                    slot.busy,
+                )
+            )
+        upstreams = dict(UPSTREAMS)
+        UPSTREAMS.clear()
+        self.send(
+            (
+                "stats",
+                {
+                    "routes": routes,
+                    "handlers": handlers,
+                    "upstreams": upstreams,
+                    "connections": len(self.connections.open),
+                    "process": process_sample(),
+                },
+            )
+        )
 
     # -- the clock -----------------------------------------------------------------
     def tick(self) -> None:
@@ -109,6 +191,7 @@ class Worker:
         self.connections.tick()
         if self.scoreboard is not None:
             self.scoreboard.beat(self.number)
+        self.report()
         stopped = self._stopped
         if self.connections.stopping and not self.connections.open and stopped is not None:
             if not stopped.done():
@@ -135,6 +218,7 @@ class Worker:
         diag(f"worker {os.getpid()} serving {len(self.app.router.routes)} routes")
         await self._stopped
         self.log.flush()
+        self.report()
 
     def stop(self) -> None:
         """First signal: stop accepting, finish what is in flight; second: stop at once."""
@@ -176,6 +260,7 @@ def run_worker(
     number: int = 0,
     scoreboard: Scoreboard | None = None,
     control: int | None = None,
+    reports: int | None = None,
     blocked: dict[HandlerSpec, float] | None = None,
 ) -> int:
     """A worker's whole life; returns its exit status.
@@ -189,7 +274,9 @@ def run_worker(
         native.set_crash_board(scoreboard.cells_address(number), CELLS)
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
-    worker = Worker(loop, settings, rules, number, scoreboard)
+    if reports is not None:
+        os.set_blocking(reports, False)
+    worker = Worker(loop, settings, rules, number, scoreboard, reports)
     for spec, until in (blocked or {}).items():
         if spec in worker.slots:
             worker.slots[spec].blocked_until = until
@@ -198,4 +285,7 @@ def run_worker(
     finally:
         worker.close()
         worker.log.flush()
+        if reports is not None:  # the last counts: the master reads them before it reaps us
+            os.set_blocking(reports, True)
+            worker.flush_reports()
     return 0

@@ -50,6 +50,7 @@ from flexilib.kinds.proxy.upstream import Balancer, Upstream
 from flexilib.log import diag, format_client
 from flexilib.request import Request
 from flexilib.runtime.handler import Stream
+from flexilib.stats import UPSTREAMS
 
 __all__ = ["Proxy"]
 
@@ -135,6 +136,7 @@ class _Forwarding:
                 tried.append(upstream)
                 continue
             except (OSError, asyncio.TimeoutError) as exc:
+                UPSTREAMS[(upstream.url, "error")] += 1
                 why = _connect_error(exc, proxy.options.connect_timeout)
                 self._failed(upstream, f"cannot connect: {why}")
                 tried.append(upstream)
@@ -195,10 +197,12 @@ class _Forwarding:
         try:
             await connection.head()
         except UpstreamTimeout as exc:
+            UPSTREAMS[(upstream.url, "timeout")] += 1
             self._failed(upstream, f"no response: {exc}", 504)
             _answer(stream, 504, b"Gateway Timeout\n")
             return
         except UpstreamError as exc:
+            UPSTREAMS[(upstream.url, "error")] += 1
             if stream.client_closed:
                 return  # the client went away while sending the body: nothing to answer
             if isinstance(exc, UpstreamClosed) and not connection.received:
@@ -214,6 +218,7 @@ class _Forwarding:
                 self._log(upstream, str(exc))
             _answer(stream, 502, b"Bad Gateway\n")
             return
+        UPSTREAMS[(upstream.url, "ok")] += 1  # it answered (whatever its status)
         status = connection.status
         if status == 101:
             if not self.upgrade:
