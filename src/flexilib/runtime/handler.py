@@ -89,6 +89,11 @@ class Handler:
             if name == "dispatch" and value not in ("auto", "inline", "pool"):
                 raise ValueError("dispatch must be auto, inline or pool")
 
+    @classmethod
+    def describe(cls, spec: HandlerSpec) -> list[str]:
+        """Lines `flexilib routes` prints under the rule (a SAM template's routes)."""
+        return []
+
     def load(self) -> None:
         """Load the code. Runs in a worker thread; raise HandlerLoadError on failure."""
 
@@ -136,6 +141,7 @@ KINDS = {
     "lambda-runtime": ("flexilib.kinds.aws.runtime", "LambdaRuntimeHandler"),
     "worker": ("flexilib.kinds.cloudflare.handler", "CloudflareHandler"),
     "proxy": ("flexilib.kinds.proxy.handler", "ProxyHandler"),
+    "sam": ("flexilib.kinds.aws.sam", "SamHandler"),
 }
 
 

@@ -56,7 +56,7 @@ from flexilib.log import diag
 from flexilib.request import Request
 from flexilib.response import Response
 from flexilib.runtime.dispatch import DeadlineExceeded
-from flexilib.runtime.handler import Handler, HandlerError, number_option
+from flexilib.runtime.handler import Handler, HandlerError, HandlerLoadError, number_option
 from flexilib.runtime.pyload import Namespace, load_function
 
 __all__ = ["LambdaHandler", "route_table", "validate_function_options"]
@@ -116,6 +116,9 @@ class LambdaHandler(Handler):
         try:
             with function_environment(self._env):
                 self._func, loaded = load_function(self.spec.path, self.spec.func)
+        except HandlerLoadError as exc:  # an init failure: the client gets API Gateway's answer
+            response = function_error_response(self.format)
+            raise HandlerLoadError(str(exc), response.status, response) from exc
         finally:
             task_root_gate.leave()
         self._namespace = loaded.namespace
