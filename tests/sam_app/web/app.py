@@ -2,7 +2,6 @@
 
 from apig_wsgi import make_lambda_handler
 from flask import Flask
-
 from site_pkg.views import bp
 
 app = Flask(__name__)
