@@ -12,7 +12,9 @@ first on `sys.path`:
 - two functions whose folders both hold `app.py` and `utils.py` never see each
   other's modules;
 - a reload re-imports everything the function imported from its folder, so
-  an edit to `pkg/views.py` counts as much as one to the handler file.
+  an edit to `pkg/views.py` counts as much as one to the handler file; every
+  `.py` file of the folder is watched (up to MAX_WATCHED), including modules
+  imported only when a request needs them.
 
 How. A `Namespace` is one loaded version of one function: its folder and the
 modules it imported from there, by their plain names. `sys.modules` holds, for
@@ -48,6 +50,7 @@ from __future__ import annotations
 import contextvars
 import importlib.machinery
 import importlib.util
+import os
 import sys
 import threading
 from collections.abc import Callable
@@ -57,7 +60,10 @@ from typing import Any
 
 from flexilib.runtime.handler import HandlerLoadError
 
-__all__ = ["LoadedModule", "Namespace", "load_function", "load_module"]
+__all__ = ["LoadedModule", "Namespace", "folder_files", "load_function", "load_module"]
+
+MAX_WATCHED = 1000  # files watched per function folder; a vendored SDK can hold thousands
+_SKIPPED_SUFFIXES = (".pyc", ".log")
 
 
 class _SourceLoader(importlib.machinery.SourceFileLoader):
@@ -289,6 +295,22 @@ class LoadedModule:
         self.namespace = namespace
 
 
+def folder_files(folder: Path, suffix: str | None = None) -> list[Path]:
+    """The files of a function's folder, recursively (no dot files, `__pycache__`, `*.pyc`,
+    `*.log`), only those ending in `suffix` if given; at most MAX_WATCHED."""
+    files: list[Path] = []
+    for where, dirs, names in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__pycache__")
+        for name in sorted(names):
+            if name.startswith(".") or name.endswith(_SKIPPED_SUFFIXES):
+                continue
+            if suffix is None or name.endswith(suffix):
+                files.append(Path(where, name))
+                if len(files) >= MAX_WATCHED:
+                    return files
+    return files
+
+
 def load_module(path: str | Path) -> LoadedModule:
     """Execute `path` as module `<stem>` in a new namespace of its folder; HandlerLoadError
     with the cause on failure."""
@@ -303,8 +325,10 @@ def load_module(path: str | Path) -> LoadedModule:
         module = namespace.ensure(file.stem, file)
     except BaseException as exc:  # SyntaxError, ImportError, SystemExit, ...
         raise HandlerLoadError(f"cannot load {path}: {type(exc).__name__}: {exc}") from exc
-    files = namespace.files()
-    return LoadedModule(module, [file] + [f for f in files if f != file], namespace)
+    # what it imported, and every other .py of its folder: a module imported only when a
+    # request needs it (Django's views) must reload the function too
+    files = dict.fromkeys([file, *namespace.files(), *folder_files(file.parent, ".py")])
+    return LoadedModule(module, list(files), namespace)
 
 
 def load_function(path: str | Path, name: str) -> tuple[Callable, LoadedModule]:

@@ -29,6 +29,7 @@ import json
 import os
 import re
 import resource
+import sys
 import threading
 import traceback
 from pathlib import Path
@@ -148,6 +149,8 @@ class LambdaHandler(Handler):
         before = _peak_kb()
         _ensure_event_loop()
         token = self._namespace.enter()
+        if _views[0] is not self._namespace:
+            _forget_resolved_views(self._namespace)
         task_root_gate.enter(self.task_root)
         try:
             with function_environment(self._env):
@@ -189,6 +192,27 @@ def _environment(spec: HandlerSpec) -> dict[str, str]:
         region=os.environ.get("AWS_REGION", "us-east-1"),
         extra=spec.prefixed("env."),
     )
+
+
+_views: list[Namespace | None] = [None]  # the namespace whose views Django has resolved
+
+
+def _forget_resolved_views(namespace: Namespace) -> None:
+    """Let a reloaded Django project route to its new views.
+
+    Django resolves `ROOT_URLCONF` once per process and keeps the view
+    functions it found (`django.urls.get_resolver` is cached), so a new
+    version's `views.py` would never be called. `clear_url_caches()` is
+    Django's own way to drop them (its test tools call it); it runs when a
+    call comes from another namespace (version) than the last one, so old and
+    new versions each resolve their own views while the old one drains.
+    Django's settings stay those of the first load: one Django project per
+    server process.
+    """
+    _views[0] = namespace
+    urls = sys.modules.get("django.urls")
+    if urls is not None:
+        urls.clear_url_caches()
 
 
 def _peak_kb() -> int:

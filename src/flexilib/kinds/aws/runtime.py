@@ -77,14 +77,13 @@ from flexilib.log import diag
 from flexilib.request import Request
 from flexilib.response import Response
 from flexilib.runtime.handler import Handler, HandlerLoadError, number_option
+from flexilib.runtime.pyload import folder_files
 
 __all__ = ["LambdaRuntimeHandler", "package_files"]
 
 DEFAULT_CONCURRENCY = "4"
 DEFAULT_HANDLER = "function.handler"
 _NOT_NAME = re.compile(r"[^A-Za-z0-9_-]")
-_MAX_WATCHED = 1000
-_SKIPPED_SUFFIXES = (".pyc", ".log")
 
 
 class LambdaRuntimeHandler(Handler):
@@ -262,15 +261,4 @@ def _client_context(request: Request) -> str | None:
 
 def package_files(bootstrap: Path) -> list[Path]:
     """The bootstrap and the files of its package (its folder, recursively, at most 1000)."""
-    files = [bootstrap]
-    for folder, dirs, names in os.walk(bootstrap.parent):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__pycache__")
-        for name in sorted(names):
-            if name.startswith(".") or name.endswith(_SKIPPED_SUFFIXES):
-                continue
-            file = Path(folder, name)
-            if file != bootstrap:
-                files.append(file)
-            if len(files) >= _MAX_WATCHED:
-                return files
-    return files
+    return [bootstrap] + [f for f in folder_files(bootstrap.parent) if f != bootstrap]

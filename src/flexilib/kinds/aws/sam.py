@@ -45,12 +45,13 @@ from flexilib.kinds.aws.responses import (
     no_route_response,
 )
 from flexilib.kinds.aws.routes import Route, RouteTable, parse_route
-from flexilib.kinds.aws.runtime import LambdaRuntimeHandler, package_files
+from flexilib.kinds.aws.runtime import LambdaRuntimeHandler
 from flexilib.kinds.aws.template import SamFunction, TemplateError, load_template
 from flexilib.log import diag
 from flexilib.request import Request
 from flexilib.response import Response
 from flexilib.runtime.handler import Handler, HandlerError, HandlerLoadError
+from flexilib.runtime.pyload import folder_files
 
 __all__ = ["SamHandler", "template_routes"]
 
@@ -153,7 +154,7 @@ class SamHandler(Handler):
         files = [Path(self.spec.path)]
         for function in functions:
             self._handlers[function.name] = self._start(function)
-            files += package_files(function.code_dir)
+            files += folder_files(function.code_dir)
         try:
             self._table = _routes(functions, self._handlers, self.spec.path)
         except TemplateError as exc:
