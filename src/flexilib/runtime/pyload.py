@@ -194,6 +194,22 @@ class Namespace:
         self._lock = threading.RLock()
         self._tokens: list[contextvars.Token] = []
         _install_finder()
+        self._shadow_loaded()
+
+    def _shadow_loaded(self) -> None:
+        """Names this folder holds that the process imported already (a vendored `requests`
+        next to the installed one): switched, so this function's `import` finds its own."""
+        try:
+            entries = os.listdir(self.folder)
+        except OSError:
+            return
+        for entry in entries:
+            name = entry.partition(".")[0]
+            existing = sys.modules.get(name)
+            if existing is None or type(existing) is _Switch or not name.isidentifier():
+                continue
+            if name not in _NEVER_OWNED and self._spec(name) is not None:
+                _publish(name)
 
     def __enter__(self) -> Namespace:
         self._tokens.append(_current.set(self))

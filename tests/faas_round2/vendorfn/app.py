@@ -3,6 +3,7 @@
 import os
 
 import requests
+
 from lib import helper
 
 

@@ -2,7 +2,6 @@
 
 from fastapi import FastAPI, Request
 from workers import Response, WorkerEntrypoint
-
 from wpkg import deep
 
 app = FastAPI()

@@ -75,7 +75,10 @@ class SamFunction:
 
 
 class _Map(dict):
+    """A mapping that knows its line and the line of each key."""
+
     line = 0
+    key_lines: dict = {}  # replaced per instance
 
 
 class _Intrinsic:
@@ -92,8 +95,12 @@ class _Loader(yaml.SafeLoader):
 def _construct_map(loader: _Loader, node: yaml.MappingNode):
     data = _Map()
     data.line = node.start_mark.line + 1
+    data.key_lines = {}
     yield data
     data.update(loader.construct_mapping(node, deep=True))
+    for key_node, _ in node.value:
+        if isinstance(key_node, yaml.ScalarNode):
+            data.key_lines[key_node.value] = key_node.start_mark.line + 1
 
 
 def _construct_tag(loader: _Loader, suffix: str, node: yaml.Node) -> _Intrinsic:
@@ -263,7 +270,6 @@ def _event(resolve: _Resolver, name: str, event: Any, line: int) -> SamEvent | s
     """The route of an Api/HttpApi event, or the description of another event type."""
     if not isinstance(event, dict):
         raise resolve.error(line, f"event {name} must be a mapping")
-    line = getattr(event, "line", line)
     kind = resolve.text(event.get("Type", ""), line, f"event {name} Type")
     props = event.get("Properties") or {}
     if kind not in ("Api", "HttpApi"):
@@ -301,10 +307,11 @@ def load_template(
     resolve = _Resolver(path, template, params or {}, region)
     defaults = (template.get("Globals") or {}).get("Function") or {}
     functions = []
-    for logical, resource in template["Resources"].items():
+    resources = template["Resources"]
+    for logical, resource in resources.items():
         if not isinstance(resource, dict) or resource.get("Type") != _FUNCTION:
             continue
-        line = getattr(resource, "line", 0)
+        line = getattr(resources, "key_lines", {}).get(logical, 0)
         props = _merge_globals(defaults, resource.get("Properties") or {})
         functions.append(_function(resolve, logical, props, line, path.parent))
     if not functions:
@@ -344,8 +351,11 @@ def _function(resolve: _Resolver, logical: str, props: dict, line: int, base: Pa
         environment,
         line,
     )
-    for event_name, event in (props.get("Events") or {}).items():
-        found = _event(resolve, event_name, event, line)
+    events = props.get("Events") or {}
+    for event_name, event in events.items():
+        found = _event(
+            resolve, event_name, event, getattr(events, "key_lines", {}).get(event_name, line)
+        )
         if isinstance(found, SamEvent):
             function.events.append(found)
         else:
