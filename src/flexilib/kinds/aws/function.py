@@ -113,6 +113,7 @@ class LambdaHandler(Handler):
 
     def load(self) -> None:
         _ensure_event_loop()
+        task_root_gate.refresh(self.task_root)
         task_root_gate.enter(self.task_root)
         try:
             with function_environment(self._env):
