@@ -29,10 +29,13 @@ started itself) a switch answers with the module loaded last under that name.
 A module that existed before a function's folder shadowed it (an installed
 `requests` next to a vendored one) stays the answer for everyone else.
 
-Cost, measured on the bench machine (Python 3.11): entering and leaving the
-namespace is one context variable set/reset, 0.1 us per call; an attribute read
-through a switch (`utils.helper` after `import utils`) costs 0.4 us instead of
-0.03 us; names imported with `from utils import helper` cost nothing per call.
+Cost, in CPU time on the 2-core bench machine (Python 3.11): entering and
+leaving the namespace is one context variable set/reset, 0.27 us per call; an
+attribute read through a switch (`utils.helper` after `import utils`) costs
+0.33 us more than a plain module's (0.37 against 0.04 us); names imported with
+`from utils import helper` cost nothing per call. Subinterpreters (no shared
+C extensions in 3.11) and a process per function (an IPC round trip per call,
+the `lambda-runtime:` cost) were the alternatives.
 
 Limits: a function's `import x` of a name only another function's folder
 holds succeeds (the switch is in `sys.modules`) but its first use raises
