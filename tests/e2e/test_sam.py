@@ -206,3 +206,54 @@ def test_bad_template_is_a_config_error_naming_the_line(tmp_path, edit, message)
     assert done.returncode == 2
     assert f"template.yaml:{line}" in done.stderr or f"template.yaml:{line + 1}" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+UNSUPPORTED = """\
+Resources:
+  Py:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: echo_py
+      Handler: app.handler
+      Runtime: python3.12
+      Events:
+        Get: {Type: HttpApi, Properties: {Path: /py, Method: GET}}
+  Node:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: node
+      Handler: index.handler
+      Runtime: nodejs20.x
+      Events:
+        Get: {Type: HttpApi, Properties: {Path: /node, Method: GET}}
+"""
+
+
+def test_unsupported_runtime_is_refused_clearly_while_the_others_serve(start_server, tmp_path):
+    folder = tmp_path / "mixed"
+    (folder / "echo_py").mkdir(parents=True)
+    (folder / "node").mkdir()
+    (folder / "echo_py" / "app.py").write_text(
+        "def handler(event, context):\n    return {'route': event['routeKey']}\n"
+    )
+    (folder / "node" / "index.js").write_text("exports.handler = async () => ({});\n")
+    (folder / "template.yaml").write_text(UNSUPPORTED)
+    server = start_server("/ = sam:template.yaml\n", folder=folder)
+    assert requests.get(f"{server.url}/py", timeout=10).json() == {"route": "GET /py"}
+    node = requests.get(f"{server.url}/node", timeout=10)
+    assert (node.status_code, node.json()) == (500, {"message": "Internal Server Error"})
+    assert requests.get(f"{server.url}/other", timeout=10).status_code == 404  # HTTP API only
+    server.wait_for_log(r"Node: runtime nodejs20.x is not supported yet")
+
+
+def test_route_option_on_a_custom_runtime(start_server, tmp_path):
+    config = f"/rt = lambda-runtime:{APP / 'echo'} route=ANY:/rt/{{path+}}\n"
+    server = start_server(config)
+    response = requests.post(f"{server.url}/rt/a/b", timeout=20)
+    assert response.json() == {
+        "routeKey": "ANY /rt/{path+}",
+        "pathParameters": {"path": "a/b"},
+        "rawPath": "/rt/a/b",
+    }
+    missing = requests.get(f"{server.url}/rt", timeout=10)
+    assert (missing.status_code, missing.json()) == (404, {"message": "Not Found"})
