@@ -87,7 +87,7 @@ def _routes(functions: list[SamFunction], targets: dict, template: str) -> Route
     return RouteTable(routes)
 
 
-def _function_spec(spec: HandlerSpec, function: SamFunction) -> HandlerSpec:
+def _function_spec(function: SamFunction) -> HandlerSpec:
     """The `lambda:` or `lambda-runtime:` spec one template function stands for."""
     options = [("timeout", f"{function.timeout:g}"), ("memory", str(function.memory))]
     options.append(("name", function.function_name))
@@ -102,14 +102,14 @@ def _function_spec(spec: HandlerSpec, function: SamFunction) -> HandlerSpec:
     return HandlerSpec("lambda", target, str(file), tuple(options), function.code_dir, func)
 
 
-def _check(spec: HandlerSpec, function: SamFunction) -> None:
+def _check(function: SamFunction) -> None:
     """What the function's own kind would refuse (reserved variables, bad names), as ValueError."""
     if function.runtime.startswith("python3"):
         if "." not in function.handler:
             raise ValueError(f"{function.name}: Handler must be MODULE.FUNCTION")
-        LambdaHandler.validate(_function_spec(spec, function))
+        LambdaHandler.validate(_function_spec(function))
     elif function.runtime in _PROVIDED:
-        LambdaRuntimeHandler.validate(_function_spec(spec, function))
+        LambdaRuntimeHandler.validate(_function_spec(function))
 
 
 class SamHandler(Handler):
@@ -125,7 +125,7 @@ class SamHandler(Handler):
         functions = _functions(spec)
         for function in functions:
             try:
-                _check(spec, function)
+                _check(function)
             except ValueError as exc:
                 raise TemplateError(Path(spec.path), function.line, str(exc)) from None
         _routes(functions, {}, spec.path)
@@ -170,9 +170,9 @@ class SamHandler(Handler):
         """The function's loaded handler, or None when it cannot serve (logged)."""
         where = f"{self.spec.path}: {function.name}"
         if function.runtime.startswith("python3"):
-            handler: Handler = LambdaHandler(_function_spec(self.spec, function))
+            handler: Handler = LambdaHandler(_function_spec(function))
         elif function.runtime in _PROVIDED:
-            handler = LambdaRuntimeHandler(_function_spec(self.spec, function), self._loop)
+            handler = LambdaRuntimeHandler(_function_spec(function), self._loop)
         else:
             diag(
                 f"{where}: runtime {function.runtime} is not supported yet (python3.* runs in "
