@@ -32,6 +32,8 @@ import uuid
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from flexilib.log import diag
+
 __all__ = ["RESERVED", "function_environment", "lambda_environment", "task_root_gate"]
 
 #: Variables Lambda reserves: a function's configuration cannot set them
@@ -243,9 +245,15 @@ class _TaskRootGate:
     `fchdir` on descriptors kept open (1 us per call for both changes,
     measured, against 3 us for `chdir` by path); functions in different
     folders called at the same time take turns.
+
+    A call waits at most `wait` seconds for its turn: a function that calls
+    another function of the same server over HTTP and waits for it would
+    otherwise never give the directory up. Past that, the call runs in the
+    directory it finds (`enter` returns False) and one line is logged.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, wait: float = 2.0) -> None:
+        self._wait = wait
         self._lock = threading.Lock()
         self._free = threading.Condition(self._lock)
         self._root: str | None = None
@@ -260,10 +268,21 @@ class _TaskRootGate:
             if fd is not None and self._root != root:
                 os.close(fd)
 
-    def enter(self, root: str) -> None:
+    def enter(self, root: str) -> bool:
+        """Make `root` the working directory; False when it could not be had in time (then
+        do not call `leave`)."""
         with self._lock:
-            while self._active and self._root != root:
-                self._free.wait()
+            if self._active and self._root != root:
+                deadline = time.monotonic() + self._wait
+                while self._active and self._root != root:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        diag(
+                            f"{root}: the working directory is {self._root} for calls still "
+                            f"running after {self._wait:g}s; this call runs there"
+                        )
+                        return False
+                    self._free.wait(left)
             if not self._active:
                 if self._home is None:
                     self._home = os.open(".", os.O_RDONLY | os.O_DIRECTORY)
@@ -273,6 +292,7 @@ class _TaskRootGate:
                 os.fchdir(fd)
                 self._root = root
             self._active += 1
+            return True
 
     def leave(self) -> None:
         with self._lock:

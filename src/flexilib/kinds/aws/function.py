@@ -114,7 +114,7 @@ class LambdaHandler(Handler):
     def load(self) -> None:
         _ensure_event_loop()
         task_root_gate.refresh(self.task_root)
-        task_root_gate.enter(self.task_root)
+        entered = task_root_gate.enter(self.task_root)
         try:
             with function_environment(self._env):
                 self._func, loaded = load_function(self.spec.path, self.spec.func)
@@ -122,7 +122,8 @@ class LambdaHandler(Handler):
             response = function_error_response(self.format)
             raise HandlerLoadError(str(exc), response.status, response) from exc
         finally:
-            task_root_gate.leave()
+            if entered:
+                task_root_gate.leave()
         self._namespace = loaded.namespace
         self._files = loaded.files
 
@@ -152,7 +153,7 @@ class LambdaHandler(Handler):
         token = self._namespace.enter()
         if _views[0] is not self._namespace:
             _forget_resolved_views(self._namespace)
-        task_root_gate.enter(self.task_root)
+        entered = task_root_gate.enter(self.task_root)
         try:
             with function_environment(self._env):
                 result = self._func(event, context)
@@ -164,7 +165,8 @@ class LambdaHandler(Handler):
             diag(f"{self.name}: {context.aws_request_id}: {_error_json(exc, context)}")
             return function_error_response(fmt)
         finally:
-            task_root_gate.leave()
+            if entered:
+                task_root_gate.leave()
             Namespace.leave(token)
         if context.get_remaining_time_in_millis() <= 0:  # overran, not interrupted (a C call)
             diag(f"{self.name}: {context.aws_request_id}: Task timed out")
