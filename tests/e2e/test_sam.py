@@ -10,6 +10,7 @@ awslambdaric over the Runtime API. Two functions hold an `app.py` and a
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -257,3 +258,18 @@ def test_route_option_on_a_custom_runtime(start_server, tmp_path):
     }
     missing = requests.get(f"{server.url}/rt", timeout=10)
     assert (missing.status_code, missing.json()) == (404, {"message": "Not Found"})
+
+
+def test_an_edit_reloads_only_the_function_it_belongs_to(sam):
+    assert requests.get(f"{sam.url}/echo/x", timeout=20).status_code == 200
+    utils = sam.folder / "users" / "utils.py"
+    utils.write_text(utils.read_text().replace('"users"', '"again"'))
+    wait_until(
+        lambda: requests.get(f"{sam.url}/users/1", timeout=10).json()["utils"] == "again",
+        10,
+        what="UsersFunction reloaded",
+    )
+    sam.wait_for_log(r"swapped sam:template.yaml to version 2")
+    assert requests.get(f"{sam.url}/echo/x", timeout=20).status_code == 200
+    # the custom runtime's process was kept: it started (and was ready) once
+    assert len(re.findall(r"EchoFunction: runtime \d+ ready", sam.errors())) == 1

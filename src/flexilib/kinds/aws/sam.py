@@ -22,9 +22,11 @@ Each function is a handler of its own kind, built from the template:
 
 A function that fails its init answers the same way while the others serve.
 Every file of every function folder and the template itself are watched;
-any change loads a new version of the application (all functions: an
-in-process function loads in milliseconds, a runtime in about 0.1 s), and
-the old version serves until the new one is ready, as for every kind.
+any change loads a new version of the application, and the old version
+serves until the new one is ready, as for every kind. A function whose
+definition and files did not change is not loaded again: the new version
+shares the loaded function with the old one (`_Loaded`, counted), so an edit
+to one function restarts neither the others' runtimes nor their init.
 
 Each request runs on the thread pool under the longest function timeout
 (at most API Gateway's 30 s); a function that overruns its own `Timeout`
@@ -35,6 +37,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 from flexilib.config import HandlerSpec
@@ -52,6 +56,7 @@ from flexilib.request import Request
 from flexilib.response import Response
 from flexilib.runtime.handler import Handler, HandlerError, HandlerLoadError
 from flexilib.runtime.pyload import folder_files
+from flexilib.runtime.slot import file_stamp
 
 __all__ = ["SamHandler", "template_routes"]
 
@@ -85,6 +90,44 @@ def _routes(functions: list[SamFunction], targets: dict, template: str) -> Route
                 )
             routes.append(route)
     return RouteTable(routes)
+
+
+@dataclass
+class _Loaded:
+    """One loaded function, shared by the application versions that use it."""
+
+    key: tuple[str, str]  # (template, logical id)
+    state: tuple  # its definition and the stamps of its folder's files when loaded
+    handler: Handler | None
+    users: int = 1
+
+
+_loaded: dict[tuple[str, str], _Loaded] = {}  # the latest load of each function
+_loaded_lock = threading.Lock()
+
+
+def _state(function: SamFunction) -> tuple:
+    definition = (
+        function.runtime,
+        function.handler,
+        function.code_dir,
+        function.timeout,
+        function.memory,
+        function.function_name,
+        tuple(sorted(function.environment.items())),
+    )
+    stamps = tuple((file, file_stamp(file)) for file in folder_files(function.code_dir))
+    return definition, stamps
+
+
+def _release(entry: _Loaded) -> None:
+    with _loaded_lock:
+        entry.users -= 1
+        last = entry.users == 0
+        if last and _loaded.get(entry.key) is entry:
+            del _loaded[entry.key]
+    if last and entry.handler is not None:
+        entry.handler.close()
 
 
 def _function_spec(function: SamFunction) -> HandlerSpec:
@@ -142,6 +185,7 @@ class SamHandler(Handler):
         except RuntimeError:  # `flexilib check`: each runtime makes a loop of its own
             self._loop = None
         self._handlers: dict[str, Handler | None] = {}
+        self._entries: list[_Loaded] = []
         self._table = RouteTable(())
         self._no_route = no_route_response("2.0")
         self._files: list[Path] = [Path(spec.path)]
@@ -153,7 +197,7 @@ class SamHandler(Handler):
             raise HandlerLoadError(str(exc)) from None
         files = [Path(self.spec.path)]
         for function in functions:
-            self._handlers[function.name] = self._start(function)
+            self._handlers[function.name] = self._use(function)
             files += folder_files(function.code_dir)
         try:
             self._table = _routes(functions, self._handlers, self.spec.path)
@@ -165,6 +209,21 @@ class SamHandler(Handler):
         limits = [min(f.timeout, INTEGRATION_TIMEOUT_S[e.fmt]) for f in functions for e in f.events]
         self.timeout = max(limits, default=None)
         self._files = files
+
+    def _use(self, function: SamFunction) -> Handler | None:
+        """The loaded function: the one in use when nothing of it changed, else a new load."""
+        key, state = (self.spec.path, function.name), _state(function)
+        with _loaded_lock:
+            entry = _loaded.get(key)
+            if entry is not None and entry.handler is not None and entry.state == state:
+                entry.users += 1
+                self._entries.append(entry)
+                return entry.handler
+        entry = _Loaded(key, state, self._start(function))
+        with _loaded_lock:
+            _loaded[key] = entry
+        self._entries.append(entry)
+        return entry.handler
 
     def _start(self, function: SamFunction) -> Handler | None:
         """The function's loaded handler, or None when it cannot serve (logged)."""
@@ -211,10 +270,9 @@ class SamHandler(Handler):
         )
 
     def close(self) -> None:
-        for handler in self._handlers.values():
-            if handler is not None:
-                handler.close()
-        self._handlers = {}
+        entries, self._entries, self._handlers = self._entries, [], {}
+        for entry in entries:
+            _release(entry)
 
 
 def template_routes(spec: HandlerSpec) -> list[str]:
