@@ -41,7 +41,9 @@ Limits: a function's `import x` of a name only another function's folder
 holds succeeds (the switch is in `sys.modules`) but its first use raises
 ModuleNotFoundError naming the function's folder; C extensions in a function
 folder are shared by name (CPython loads one per process); folders without
-`__init__.py` (namespace packages) are not imported from a function folder.
+`__init__.py` (namespace packages) are not imported from a function folder;
+process-wide registries keyed by name stay shared (two functions' `app` modules
+get the same `logging.getLogger("app")`).
 
 Sources are always compiled, never read from `__pycache__`: a bytecode cache is
 checked against the source's mtime in whole seconds and its size, so a
