@@ -258,6 +258,7 @@ class _TaskRootGate:
         self._free = threading.Condition(self._lock)
         self._root: str | None = None
         self._active = 0
+        self._waiting = 0
         self._home: int | None = None
         self._fds: dict[str, int] = {}
 
@@ -282,7 +283,11 @@ class _TaskRootGate:
                             f"running after {self._wait:g}s; this call runs there"
                         )
                         return False
-                    self._free.wait(left)
+                    self._waiting += 1
+                    try:
+                        self._free.wait(left)
+                    finally:
+                        self._waiting -= 1
             if not self._active:
                 if self._home is None:
                     self._home = os.open(".", os.O_RDONLY | os.O_DIRECTORY)
@@ -302,7 +307,8 @@ class _TaskRootGate:
                 try:
                     os.fchdir(self._home)
                 finally:
-                    self._free.notify_all()
+                    if self._waiting:  # notify_all is Python code: skip it when nobody waits
+                        self._free.notify_all()
 
 
 task_root_gate = _TaskRootGate()
