@@ -357,6 +357,7 @@ def _swap_section(by_key, out: Results, swaps: int) -> Section:  # noqa: ANN001
         "flexilib-reload-lambda",
         "flexilib-reload-rt",
         "flexilib-reload-wasm",
+        "flexilib-reload-sam",
     )
     rows = [
         [
@@ -379,7 +380,7 @@ def _swap_section(by_key, out: Results, swaps: int) -> Section:  # noqa: ANN001
 
 
 def _lambda_section(by_key, out: Results) -> Section:  # noqa: ANN001
-    if "flexilib-lambda" not in by_key and "flexilib-lambda-runtime" not in by_key:
+    if not {"flexilib-lambda", "flexilib-lambda-runtime", "flexilib-sam"} & set(by_key):
         return []
     g, floor = out.get, out.floor or {}
     rows = [
@@ -394,6 +395,7 @@ def _lambda_section(by_key, out: Results) -> Section:  # noqa: ANN001
     for key, swap_key, label in (
         ("flexilib-lambda", "flexilib-reload-lambda", "`lambda:` in-process"),
         ("flexilib-lambda-runtime", "flexilib-reload-rt", "`lambda-runtime:` with awslambdaric"),
+        ("flexilib-sam", "flexilib-reload-sam", "`sam:` template, the function in process"),
     ):
         rows.append(
             [

@@ -184,6 +184,34 @@ def start_flexilib_lambda_runtime(workdir: Path) -> list[ServerProcess]:
     return [_flexilib(workdir, "flexilib-lambda-runtime", [f"/ = lambda-runtime:{bootstrap}"])]
 
 
+_SAM_TEMPLATE = """\
+Resources:
+  Fn:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: fn
+      Handler: {module}.handler
+      Runtime: python3.11
+      Events:
+        Root: {{Type: HttpApi, Properties: {{Path: /, Method: GET}}}}
+"""
+
+
+def _write_sam(directory: Path, module: str) -> Path:
+    """A SAM template with one in-process function, `fn/<module>.py`, on `GET /` (HttpApi)."""
+    template = directory / "template.yaml"
+    template.write_text(_SAM_TEMPLATE.format(module=module))
+    return template
+
+
+def start_flexilib_sam(workdir: Path) -> list[ServerProcess]:
+    app = workdir / "sam-app"
+    (app / "fn").mkdir(parents=True, exist_ok=True)
+    shutil.copy(HANDLERS / "lambda_hello.py", app / "fn" / "lambda_hello.py")
+    template = _write_sam(app, "lambda_hello")
+    return [_flexilib(workdir, "flexilib-sam", [f"/ = sam:{template}"])]
+
+
 def start_flexilib_proxy(workdir: Path) -> list[ServerProcess]:
     upstream = _start_nginx_return(workdir, "upstream-for-flexilib-proxy")
     proxy = _flexilib(workdir, "flexilib-proxy", [f"/ = http://127.0.0.1:{upstream.port}"])
@@ -243,13 +271,15 @@ SWAP_FILES = {
     "lambda": "swap_fn.py",
     "rt": "swap_fn.py",
     "wasm": "swap.wat",
+    "sam": "fn/swap_fn.py",
 }
 
 
 def swap_for(kind: str, workdir: Path) -> Swap:
     directory = workdir / f"swap-{kind}"
-    directory.mkdir(parents=True, exist_ok=True)
-    return Swap(kind, directory / SWAP_FILES[kind])
+    path = directory / SWAP_FILES[kind]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return Swap(kind, path)
 
 
 def flexilib_swap(kind: str) -> Callable[[Path], list[ServerProcess]]:
@@ -264,6 +294,7 @@ def flexilib_swap(kind: str) -> Callable[[Path], list[ServerProcess]]:
             "lambda": f"/ = lambda:{swap.path}:handler",
             "wasm": f"/ = wasm:{swap.path}",
             "rt": f"/ = lambda-runtime:{_write_bootstrap(swap.path.parent, swap.path.stem)}",
+            "sam": f"/ = sam:{_write_sam(swap.path.parent.parent, swap.path.stem)}",
         }[kind]
         return [_flexilib(workdir, f"flexilib-reload-{kind}", [rule])]
 
@@ -406,6 +437,23 @@ def all_targets(sample: Path) -> list[Target]:
             optional=True,
             full_only=True,
             swap="rt",
+        ),
+        flexi(
+            "flexilib-sam",
+            "flexilib, sam: template (one function)",
+            start_flexilib_sam,
+            ("idle", "ka"),
+            optional=True,
+            full_only=True,
+        ),
+        flexi(
+            "flexilib-reload-sam",
+            "flexilib, sam: cold start after an edit",
+            flexilib_swap("sam"),
+            ("swap",),
+            optional=True,
+            full_only=True,
+            swap="sam",
         ),
         flexi(
             "flexilib-proxy",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 
 from flexilib.config import ConfigError, Rule, load_config
@@ -50,12 +51,25 @@ def main(argv: list[str] | None = None) -> int:
         return check(Path(args.config))
     if args.command == "routes":
         return routes(Path(args.config))
-    try:
-        settings = resolve(vars(args))
-    except SettingsError as exc:
-        print(f"flexilib: {exc}", file=sys.stderr)
+    if args.sam and args.config:
+        print("flexilib: --sam and --config exclude each other", file=sys.stderr)
         return 2
-    return serve(settings)
+    with tempfile.TemporaryDirectory(prefix="flexilib-sam-") as folder:
+        if args.sam:
+            args.config = _sam_config(Path(args.sam), Path(folder))
+        try:
+            settings = resolve(vars(args))
+        except SettingsError as exc:
+            print(f"flexilib: {exc}", file=sys.stderr)
+            return 2
+        return serve(settings)
+
+
+def _sam_config(template: Path, folder: Path) -> str:
+    """`--sam T`: a one-rule config `/ = sam:T`, written where SIGHUP can read it again."""
+    config = folder / "proxy.ini"
+    config.write_text(f"/ = sam:{template.absolute()}\n", encoding="utf-8")
+    return str(config)
 
 
 def _load(path: Path) -> list[Rule] | None:
@@ -89,12 +103,16 @@ def routes(path: Path) -> int:
     rules = _load(path)
     if rules is None:
         return 2
+    from flexilib.runtime.handler import handler_class
+
     print(f"# {path} ({len(rules)} routes, first match wins)")
     for rule in rules:
         options = " ".join(f"{k}={v}" for k, v in rule.spec.options)
         print(
             f"{rule.line:>4}  {rule.describe():<28} {rule.spec.kind:<14} {rule.spec.path} {options}"
         )
+        for line in handler_class(rule.spec.kind).describe(rule.spec):
+            print(f"{'':>6}{line}")
     return 0
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 __all__ = ["ConfigError", "HandlerSpec", "Rule", "load_config", "parse_config", "parse_target"]
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
-_KNOWN_SCHEMES = ("http", "https", "lambda", "lambda-runtime", "worker", "python", "wasm")
+_KNOWN_SCHEMES = ("http", "https", "lambda", "lambda-runtime", "worker", "python", "wasm", "sam")
 _REPEATABLE = frozenset({"dir"})  # options a kind reads as a list (wasm: one mount each)
 
 
@@ -178,6 +178,8 @@ def _classify(target: str, base_dir: Path) -> tuple[str, str, str]:
         return "lambda-runtime", _resolve(_nonempty(target[15:], target), base_dir), ""
     if scheme == "worker":
         return "worker", _resolve(_py_file(target[len("worker:") :], target), base_dir), ""
+    if scheme == "sam":  # a SAM template: one target, routed inside (kinds/aws/sam.py)
+        return "sam", _resolve(_nonempty(target[len("sam:") :], target), base_dir), ""
     if scheme == "python":
         file, func = _file_and_func(target[len("python:") :], target, required=False)
         return "python", _resolve(file, base_dir), func or "handle_request"

@@ -42,6 +42,7 @@ class Limits:
 @dataclass(frozen=True)
 class Settings:
     config: Path = Path("proxy.ini")
+    sam: Path | None = None  # `--sam`: the config is then one rule, `/ = sam:TEMPLATE`
     port: int = 8069
     address: str = "0.0.0.0"
     threads: int = field(default_factory=lambda: os.cpu_count() or 1)
@@ -78,6 +79,16 @@ class Option:
 
 OPTIONS: tuple[Option, ...] = (
     Option("--config", None, "config", Path, None, None, "the routing config", "./proxy.ini"),
+    Option(
+        "--sam",
+        None,
+        "sam",
+        Path,
+        None,
+        None,
+        "serve an AWS SAM template's functions at / (instead of --config)",
+        "none",
+    ),
     Option("--port", "PORT", "port", int, 0, 65535, "TCP port", "8069"),
     Option(
         "--address",

@@ -8,7 +8,7 @@ from pathlib import Path
 from flexilib.request import Request
 from flexilib.response import Response
 from flexilib.runtime.handler import BlockingHandler, HandlerError
-from flexilib.runtime.pyload import load_function
+from flexilib.runtime.pyload import Namespace, load_function
 
 __all__ = ["PythonHandler", "to_response"]
 
@@ -28,18 +28,27 @@ class PythonHandler(BlockingHandler):
     def __init__(self, spec) -> None:
         super().__init__(spec)
         self._func = None
+        self._namespace: Namespace | None = None
         self._files: list[Path] = [Path(spec.path)]
 
     def load(self) -> None:
-        func, self._files = load_function(self.spec.path, self.spec.func)
-        self._func = func
+        func, loaded = load_function(self.spec.path, self.spec.func)
+        self._func, self._namespace, self._files = func, loaded.namespace, loaded.files
         self.mode = "async" if inspect.iscoroutinefunction(func) else "sync"
 
     def watched_files(self) -> list[Path]:
         return list(self._files)
 
     def call(self, request: Request) -> Response:
-        return to_response(self._func(request), self.spec.path)
+        token = self._namespace.enter()
+        try:
+            return to_response(self._func(request), self.spec.path)
+        finally:
+            Namespace.leave(token)
 
     async def call_async(self, request: Request) -> Response:
-        return to_response(await self._func(request), self.spec.path)
+        token = self._namespace.enter()
+        try:
+            return to_response(await self._func(request), self.spec.path)
+        finally:
+            Namespace.leave(token)

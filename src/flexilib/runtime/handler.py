@@ -158,6 +158,11 @@ class Handler:
             if name == "dispatch" and value not in ("auto", "inline", "pool"):
                 raise ValueError("dispatch must be auto, inline or pool")
 
+    @classmethod
+    def describe(cls, spec: HandlerSpec) -> list[str]:
+        """Lines `flexilib routes` prints under the rule (a SAM template's routes)."""
+        return []
+
     def load(self) -> None:
         """Load the code. Runs in a worker thread; raise HandlerLoadError on failure."""
 
@@ -249,6 +254,7 @@ KINDS = {
     "worker": ("flexilib.kinds.cloudflare.handler", "CloudflareHandler"),
     "proxy": ("flexilib.kinds.proxy.handler", "ProxyHandler"),
     "wasm": ("flexilib.kinds.wasm.handler", "WasmHandler"),
+    "sam": ("flexilib.kinds.aws.sam", "SamHandler"),
 }
 
 

@@ -42,6 +42,7 @@ import time
 import zlib
 from urllib.parse import parse_qsl, unquote_to_bytes, urlsplit
 
+from flexilib.kinds.aws.routes import RouteMatch
 from flexilib.request import Request
 
 __all__ = [
@@ -142,8 +143,10 @@ def build_event_v2(
     account_id: str,
     request_id: str,
     now_ms: int,
+    match: RouteMatch | None = None,
 ) -> dict:
-    """The payload format 2.0 event for `request` (HTTP API `$default` route, or a Function URL)."""
+    """The payload format 2.0 event for `request`: the route `match` took (`routeKey`,
+    `pathParameters`), else the `$default` route, as for a Function URL."""
     raw_path, raw_query = _split_target(request.raw_target)
     path = unquote_to_bytes(raw_path).decode("utf-8", "replace")
 
@@ -169,9 +172,10 @@ def build_event_v2(
     domain = host or "localhost"
 
     method = request.raw_method.decode("ascii")
+    route_key = match.route.key if match is not None else "$default"
     event: dict = {
         "version": "2.0",
-        "routeKey": "$default",
+        "routeKey": route_key,
         "rawPath": path,
         "rawQueryString": raw_query,
     }
@@ -185,6 +189,8 @@ def build_event_v2(
             query[key] = value if previous is None else f"{previous},{value}"
         if query:
             event["queryStringParameters"] = query
+    if match is not None and match.params:
+        event["pathParameters"] = match.params
     event["requestContext"] = {
         "accountId": account_id,
         "apiId": api_id,
@@ -198,7 +204,7 @@ def build_event_v2(
             "userAgent": headers.get("user-agent", ""),
         },
         "requestId": request_id,
-        "routeKey": "$default",
+        "routeKey": route_key,
         "stage": stage,
         "time": format_request_time(now_ms),
         "timeEpoch": now_ms,
@@ -231,8 +237,10 @@ def build_event_v1(
     account_id: str,
     request_id: str,
     now_ms: int,
+    match: RouteMatch | None = None,
 ) -> dict:
-    """The payload format 1.0 event of a REST API `ANY /{proxy+}` (and `ANY /`) proxy integration.
+    """The payload format 1.0 event of a REST API proxy integration: the resource `match`
+    took (`resource`, `resourcePath`, `pathParameters`), else `ANY /{proxy+}` (and `ANY /`).
 
     With a named `stage`, `requestContext.path` carries the `/stage` prefix as
     on the API's default endpoint; `path` never does.
@@ -281,7 +289,9 @@ def build_event_v1(
                 else:
                     values.append(value)
 
-    if path == "/":
+    if match is not None:
+        resource, path_parameters = match.route.path, match.params or None
+    elif path == "/":
         resource, path_parameters = _ROOT_RESOURCE, None
     else:
         resource = _PROXY_RESOURCE
@@ -330,7 +340,7 @@ def build_event_v1(
             "requestId": request_id,
             "requestTime": format_request_time(now_ms),
             "requestTimeEpoch": now_ms,
-            "resourceId": _RESOURCE_IDS[resource],
+            "resourceId": _RESOURCE_IDS.get(resource) or _resource_id(resource),
             "resourcePath": resource,
             "stage": stage,
         },
@@ -341,8 +351,9 @@ def build_event_v1(
     }
 
 
-def gateway_event(request: Request, fmt: str) -> dict:
-    """The event API Gateway would send for `request` now, in payload format `fmt` (2.0 or 1.0)."""
+def gateway_event(request: Request, fmt: str, match: RouteMatch | None = None) -> dict:
+    """The event API Gateway would send for `request` now, in payload format `fmt` (2.0 or 1.0),
+    for the route `match` (None: the catch-all `$default` / `/{proxy+}`)."""
     build = build_event_v1 if fmt == "1.0" else build_event_v2
     return build(
         request,
@@ -350,4 +361,5 @@ def gateway_event(request: Request, fmt: str) -> dict:
         account_id=ACCOUNT_ID,
         request_id=apigw_request_id(),
         now_ms=time.time_ns() // 1_000_000,
+        match=match,
     )

@@ -2,7 +2,12 @@
 
 The module is imported once per load (Lambda's init, with the function's
 environment in place) and the function is called with the API Gateway event
-and a Lambda context for each request. Calls run on the thread pool under a
+and a Lambda context for each request. As on Lambda, the function's folder
+is its task root: the working directory during its init and calls
+(`environment.task_root_gate`), and where its imports are found first, in a
+module namespace of its own (`flexilib.runtime.pyload`); the handler module
+is named after its file (`app`). The return value goes through the runtime's
+JSON marshalling before API Gateway's mapping (`responses.marshal`). Calls run on the thread pool under a
 deadline (see `flexilib.runtime.dispatch`), so `timeout` holds and a runaway
 function cannot stall the server. The function sees its own `os.environ`
 (`faas.aws.environment`), not another function's.
@@ -11,7 +16,10 @@ Options: `format=2.0|1.0` (HTTP API / Function URL payload, or REST API
 proxy), `timeout=S` (default 3, as Lambda), `memory=MB` (default 128, as
 Lambda: reported to the function and checked against the process's peak
 memory growth during the call), `name=` (function name; default the file's
-stem), `env.NAME=value`.
+stem), `route=` (API Gateway routes, comma-separated, each `METHOD:/path`
+or `/path` for ANY, e.g. `route=GET:/users/{id},ANY:/files/{path+}`: fills
+`routeKey`/`resource`/`pathParameters` as API Gateway does, and an unmatched
+request gets API Gateway's 404 (2.0) or 403 (1.0)), `env.NAME=value`.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import json
 import os
 import re
 import resource
+import sys
 import threading
 import traceback
 import uuid
@@ -28,7 +37,11 @@ from pathlib import Path
 
 from flexilib.config import HandlerSpec
 from flexilib.kinds.aws.context import LambdaContext, function_arn, new_context
-from flexilib.kinds.aws.environment import function_environment, lambda_environment
+from flexilib.kinds.aws.environment import (
+    function_environment,
+    lambda_environment,
+    task_root_gate,
+)
 from flexilib.kinds.aws.events import ACCOUNT_ID, gateway_event
 from flexilib.kinds.aws.responses import (
     INTEGRATION_TIMEOUT_S,
@@ -36,16 +49,19 @@ from flexilib.kinds.aws.responses import (
     function_error_response,
     map_result_v1,
     map_result_v2,
+    marshal,
+    no_route_response,
     timeout_response,
 )
+from flexilib.kinds.aws.routes import RouteMatch, RouteTable, parse_route
 from flexilib.log import diag
 from flexilib.request import Request
 from flexilib.response import Response
 from flexilib.runtime.dispatch import DeadlineExceeded
-from flexilib.runtime.handler import Handler, HandlerError, number_option
-from flexilib.runtime.pyload import load_function
+from flexilib.runtime.handler import Handler, HandlerError, HandlerLoadError, number_option
+from flexilib.runtime.pyload import Namespace, load_function
 
-__all__ = ["LambdaHandler"]
+__all__ = ["LambdaHandler", "route_table", "validate_function_options"]
 
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _id_lock = threading.Lock()
@@ -60,11 +76,21 @@ def validate_function_options(spec: HandlerSpec, name: str) -> None:
     number_option(spec.option("memory", "128"), "memory", 128, 10240, integer=True)
     if not _NAME.fullmatch(name):
         raise ValueError("name must be 1-64 letters, digits, '-' or '_'")
+    route_table(spec)
+
+
+def route_table(spec: HandlerSpec) -> RouteTable | None:
+    """The `route=` option's routes, in the target's payload format (None: no option)."""
+    text = spec.option("route")
+    if text is None:
+        return None
+    fmt = spec.option("format", "2.0")
+    return RouteTable(parse_route(part, fmt=fmt) for part in text.split(",") if part.strip())
 
 
 class LambdaHandler(Handler):
     takes_env = True
-    options = frozenset({"format", "timeout", "memory", "name"})
+    options = frozenset({"format", "timeout", "memory", "name", "route"})
 
     @classmethod
     def validate(cls, spec: HandlerSpec) -> None:
@@ -82,14 +108,27 @@ class LambdaHandler(Handler):
         self.name = spec.option("name", Path(spec.path).stem)
         self._env = _environment(spec)
         self._arn = function_arn(self._env["AWS_REGION"], ACCOUNT_ID, self.name)
-        self._map = map_result_v1 if self.format == "1.0" else map_result_v2
+        self._routes = route_table(spec)
+        self.task_root = self._env["LAMBDA_TASK_ROOT"]
         self._func = None
+        self._namespace: Namespace | None = None
         self._files: list[Path] = [Path(spec.path)]
 
     def load(self) -> None:
         _ensure_event_loop()
-        with function_environment(self._env):
-            self._func, self._files = load_function(self.spec.path, self.spec.func)
+        task_root_gate.refresh(self.task_root)
+        entered = task_root_gate.enter(self.task_root)
+        try:
+            with function_environment(self._env):
+                self._func, loaded = load_function(self.spec.path, self.spec.func)
+        except HandlerLoadError as exc:  # an init failure: the client gets API Gateway's answer
+            response = function_error_response(self.format)
+            raise HandlerLoadError(str(exc), response.status, response) from exc
+        finally:
+            if entered:
+                task_root_gate.leave()
+        self._namespace = loaded.namespace
+        self._files = loaded.files
 
     def watched_files(self) -> list[Path]:
         return list(self._files)
@@ -102,7 +141,16 @@ class LambdaHandler(Handler):
         )
 
     def call(self, request: Request) -> Response:
-        event = gateway_event(request, self.format)
+        match = None
+        if self._routes is not None:
+            match = self._routes.match(request.method, request.path)
+            if match is None:
+                return no_route_response(self.format)
+        return self.invoke(request, self.format, match)
+
+    def invoke(self, request: Request, fmt: str, match: RouteMatch | None) -> Response:
+        """One invocation for `request` through API Gateway with payload `fmt`, route `match`."""
+        event = gateway_event(request, fmt, match)
         context = new_context(
             self._env,
             timeout_s=self.timeout,
@@ -111,6 +159,10 @@ class LambdaHandler(Handler):
         )
         before = _peak_kb()
         _ensure_event_loop()
+        token = self._namespace.enter()
+        if _views[0] is not self._namespace:
+            _forget_resolved_views(self._namespace)
+        entered = task_root_gate.enter(self.task_root)
         try:
             with function_environment(self._env):
                 result = self._func(event, context)
@@ -120,19 +172,26 @@ class LambdaHandler(Handler):
             raise
         except Exception as exc:  # noqa: BLE001 - a function error, reported as Lambda does
             diag(f"{self.name}: {context.aws_request_id}: {_error_json(exc, context)}")
-            return function_error_response(self.format)
+            return function_error_response(fmt)
+        finally:
+            if entered:
+                task_root_gate.leave()
+            Namespace.leave(token)
+        if context.get_remaining_time_in_millis() <= 0:  # overran, not interrupted (a C call)
+            diag(f"{self.name}: {context.aws_request_id}: Task timed out")
+            return timeout_response(fmt, self.function_timeout)
         grown = (_peak_kb() - before) // 1024
         if grown > self.memory:
             diag(
                 f"{self.name}: {context.aws_request_id}: Runtime exited: memory grew by "
                 f"{grown} MB, over memory={self.memory}"
             )
-            return function_error_response(self.format)
+            return function_error_response(fmt)
         try:
-            return self._map(result)
+            return (map_result_v1 if fmt == "1.0" else map_result_v2)(marshal(result))
         except LambdaResponseError as exc:
             diag(f"{self.name}: {context.aws_request_id}: malformed Lambda proxy response: {exc}")
-            return function_error_response(self.format)
+            return function_error_response(fmt)
 
 
 def _environment(spec: HandlerSpec) -> dict[str, str]:
@@ -157,6 +216,27 @@ def _request_id(request: Request) -> str:
         if request.request_id is None:
             request.request_id = str(uuid.uuid4())
         return request.request_id
+
+
+_views: list[Namespace | None] = [None]  # the namespace whose views Django has resolved
+
+
+def _forget_resolved_views(namespace: Namespace) -> None:
+    """Let a reloaded Django project route to its new views.
+
+    Django resolves `ROOT_URLCONF` once per process and keeps the view
+    functions it found (`django.urls.get_resolver` is cached), so a new
+    version's `views.py` would never be called. `clear_url_caches()` is
+    Django's own way to drop them (its test tools call it); it runs when a
+    call comes from another namespace (version) than the last one, so old and
+    new versions each resolve their own views while the old one drains.
+    Django's settings stay those of the first load: one Django project per
+    server process.
+    """
+    _views[0] = namespace
+    urls = sys.modules.get("django.urls")
+    if urls is not None:
+        urls.clear_url_caches()
 
 
 def _peak_kb() -> int:

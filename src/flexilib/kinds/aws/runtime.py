@@ -31,7 +31,12 @@ peak memory exceeds it fails its invocation and is replaced),
 `concurrency=N` (default 4: processes per flexilib worker; Lambda's own
 default is the account's unreserved concurrency, far more than a
 development machine wants), `name=` (default: the bootstrap's folder name),
-`handler=` (`_HANDLER`, default `function.handler`), `env.NAME=value`.
+`handler=` (`_HANDLER`, default `function.handler`), `route=` (API Gateway
+routes, as for `lambda:`), `env.NAME=value`.
+
+A function whose init fails (the bootstrap exits, or never asks for its
+first event) answers what API Gateway gives then: 502 `{"message": "Internal
+server error"}` (1.0) or 500 `{"message":"Internal Server Error"}` (2.0).
 
 A request header `X-Amz-Client-Context` (base64 JSON, as the Lambda Invoke
 API takes it) is passed to the runtime as `Lambda-Runtime-Client-Context`,
@@ -54,7 +59,7 @@ from flexilib.config import HandlerSpec
 from flexilib.kinds.aws.context import function_arn
 from flexilib.kinds.aws.environment import lambda_environment
 from flexilib.kinds.aws.events import ACCOUNT_ID, gateway_event
-from flexilib.kinds.aws.function import validate_function_options
+from flexilib.kinds.aws.function import route_table, validate_function_options
 from flexilib.kinds.aws.responses import (
     INTEGRATION_TIMEOUT_S,
     LambdaResponseError,
@@ -62,28 +67,29 @@ from flexilib.kinds.aws.responses import (
     integration_timeout_response,
     map_result_v1,
     map_result_v2,
+    no_route_response,
     timeout_response,
 )
+from flexilib.kinds.aws.routes import RouteMatch
 from flexilib.kinds.aws.runtime_api import Outcome
 from flexilib.kinds.aws.runtime_pool import INIT_TIMEOUT_S, RuntimePool
 from flexilib.log import diag
 from flexilib.request import Request
 from flexilib.response import Response
 from flexilib.runtime.handler import Handler, HandlerLoadError, number_option
+from flexilib.runtime.pyload import folder_files
 
-__all__ = ["LambdaRuntimeHandler"]
+__all__ = ["LambdaRuntimeHandler", "package_files"]
 
 DEFAULT_CONCURRENCY = "4"
 DEFAULT_HANDLER = "function.handler"
 _NOT_NAME = re.compile(r"[^A-Za-z0-9_-]")
-_MAX_WATCHED = 1000
-_SKIPPED_SUFFIXES = (".pyc", ".log")
 
 
 class LambdaRuntimeHandler(Handler):
     mode = "async"
     takes_env = True
-    options = frozenset({"format", "timeout", "memory", "concurrency", "name", "handler"})
+    options = frozenset({"format", "timeout", "memory", "concurrency", "name", "handler", "route"})
 
     @classmethod
     def validate(cls, spec: HandlerSpec) -> None:
@@ -95,7 +101,8 @@ class LambdaRuntimeHandler(Handler):
             raise ValueError("handler must be a non-empty name without spaces")
         _environment(spec, "127.0.0.1:0")  # reserved or invalid env.* names are errors
 
-    def __init__(self, spec: HandlerSpec) -> None:
+    def __init__(self, spec: HandlerSpec, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """`loop`: the server's event loop, when the caller is not running on it (SAM)."""
         super().__init__(spec)
         self.bootstrap, _ = _package(spec)
         self.format = spec.option("format", "2.0")
@@ -103,14 +110,13 @@ class LambdaRuntimeHandler(Handler):
         self.memory = int(spec.option("memory", "128"))
         self.concurrency = int(spec.option("concurrency", DEFAULT_CONCURRENCY))
         self.name = _function_name(spec)
-        self._map = map_result_v1 if self.format == "1.0" else map_result_v2
-        self._limit = INTEGRATION_TIMEOUT_S[self.format]
+        self._routes = route_table(spec)
         region = os.environ.get("AWS_REGION", "us-east-1")
         self._arn = function_arn(region, ACCOUNT_ID, self.name)
         self._files: list[Path] = [self.bootstrap]
         self._pool: RuntimePool | None = None
         try:  # slots create handlers on the server's loop; load() runs on a pool thread
-            self._loop = asyncio.get_running_loop()
+            self._loop = loop or asyncio.get_running_loop()
             self._private_loop = False
         except RuntimeError:  # `flexilib check`: no server, a loop of its own to start on
             self._loop = asyncio.new_event_loop()
@@ -145,9 +151,10 @@ class LambdaRuntimeHandler(Handler):
                     raise HandlerLoadError(f"{self.name}: init did not finish") from None
         except HandlerLoadError as exc:
             # the function's own init failed: answer what API Gateway gives for that
-            raise HandlerLoadError(str(exc), function_error_response(self.format).status) from None
+            response = function_error_response(self.format)
+            raise HandlerLoadError(str(exc), response.status, response) from None
         self._pool = pool
-        self._files = _package_files(bootstrap)
+        self._files = package_files(bootstrap)
 
     def watched_files(self) -> list[Path]:
         return list(self._files)
@@ -159,33 +166,42 @@ class LambdaRuntimeHandler(Handler):
             self._loop.close()
 
     async def call_async(self, request: Request) -> Response:
-        event = gateway_event(request, self.format)
+        match = None
+        if self._routes is not None:
+            match = self._routes.match(request.method, request.path)
+            if match is None:
+                return no_route_response(self.format)
+        return await self.invoke_async(request, self.format, match)
+
+    async def invoke_async(self, request: Request, fmt: str, match: RouteMatch | None) -> Response:
+        """One invocation for `request` through API Gateway with payload `fmt`, route `match`."""
+        event = gateway_event(request, fmt, match)
         request_id = str(uuid.uuid4())
         outcome = await self._pool.invoke(
             request_id,
             json.dumps(event).encode(),
-            limit=self._limit,
+            limit=INTEGRATION_TIMEOUT_S[fmt],
             client_context=_client_context(request),
         )
-        return self._answer(request_id, outcome)
+        return self._answer(request_id, outcome, fmt)
 
-    def _answer(self, request_id: str, outcome: Outcome) -> Response:
+    def _answer(self, request_id: str, outcome: Outcome, fmt: str) -> Response:
         """The HTTP response API Gateway would give for this outcome; failures are logged."""
         kind = outcome.kind
         if kind == Outcome.RESPONSE:
             try:
                 result = json.loads(outcome.body) if outcome.body else None
-                return self._map(result)
+                return (map_result_v1 if fmt == "1.0" else map_result_v2)(result)
             except ValueError as exc:  # not JSON, or LambdaResponseError
                 why = exc if isinstance(exc, LambdaResponseError) else "the response is not JSON"
                 diag(f"{self.name}: {request_id}: malformed Lambda proxy response: {why}")
-                return function_error_response(self.format)
+                return function_error_response(fmt)
         diag(f"{self.name}: {request_id}: {outcome.describe()}")
         if kind == Outcome.TIMEOUT:
-            return timeout_response(self.format, self.function_timeout)
+            return timeout_response(fmt, self.function_timeout)
         if kind == Outcome.GATEWAY_TIMEOUT:
-            return integration_timeout_response(self.format)
-        return function_error_response(self.format)
+            return integration_timeout_response(fmt)
+        return function_error_response(fmt)
 
 
 def _package(spec: HandlerSpec) -> tuple[Path, Path]:
@@ -243,17 +259,6 @@ def _client_context(request: Request) -> str | None:
         return None
 
 
-def _package_files(bootstrap: Path) -> list[Path]:
+def package_files(bootstrap: Path) -> list[Path]:
     """The bootstrap and the files of its package (its folder, recursively, at most 1000)."""
-    files = [bootstrap]
-    for folder, dirs, names in os.walk(bootstrap.parent):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__pycache__")
-        for name in sorted(names):
-            if name.startswith(".") or name.endswith(_SKIPPED_SUFFIXES):
-                continue
-            file = Path(folder, name)
-            if file != bootstrap:
-                files.append(file)
-            if len(files) >= _MAX_WATCHED:
-                return files
-    return files
+    return [bootstrap] + [f for f in folder_files(bootstrap.parent) if f != bootstrap]

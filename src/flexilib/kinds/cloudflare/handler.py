@@ -20,7 +20,7 @@ from flexilib.log import diag
 from flexilib.request import Request
 from flexilib.response import Response
 from flexilib.runtime.handler import Handler, HandlerLoadError
-from flexilib.runtime.pyload import load_module
+from flexilib.runtime.pyload import Namespace, load_module
 
 __all__ = ["CloudflareHandler"]
 
@@ -33,6 +33,7 @@ class CloudflareHandler(Handler):
     def __init__(self, spec: HandlerSpec) -> None:
         super().__init__(spec)
         self._module = None
+        self._namespace: Namespace | None = None
         self._env = Env(spec.prefixed("env."))
         self._files: list[Path] = [Path(spec.path)]
         self._background: set[asyncio.Task] = set()
@@ -47,6 +48,7 @@ class CloudflareHandler(Handler):
         except ValueError as exc:
             raise HandlerLoadError(f"cannot load {self.spec.path}: {exc}") from None
         self._module = loaded.module
+        self._namespace = loaded.namespace
         self._files = loaded.files
 
     def watched_files(self) -> list[Path]:
@@ -54,9 +56,14 @@ class CloudflareHandler(Handler):
 
     async def call_async(self, request: Request) -> Response:
         host = (request.header(b"host") or b"localhost").decode("latin-1")
-        response, pending = await invoke(self._module, request, self._env, host)
+        token = self._namespace.enter()
+        try:
+            response, pending = await invoke(self._module, request, self._env, host)
+        finally:
+            Namespace.leave(token)
         if pending:
-            task = asyncio.get_running_loop().create_task(self._after(pending))
+            with self._namespace:  # the task copies the context: its work runs in the namespace
+                task = asyncio.get_running_loop().create_task(self._after(pending))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
         return response

@@ -15,12 +15,27 @@ module): `Response`, `Request`, `WorkerEntrypoint`, `fetch`, `handler`,
 The server side (loading a module, calling its entry point) is
 `kinds/cloudflare/handler.py` and `runner.py`.
 
+Also at module level: `wait_until` (the Python spelling of `waitUntil`),
+`FormData`, `Blob`, `File` (what `await request.form_data()` gives), and
+`patch_env(**values)`, a `with` block in which `env` has these values on top
+of the current ones (for tests and scripts that run worker code outside a
+request). Worker code can also `import asgi` (`asgi.fetch(app, request, env)`
+for FastAPI and other ASGI apps) and `import js` (`console.log`,
+`Response.new`), as on Cloudflare.
+
 Not emulated: bindings other than plain variables (KV, D1, R2, Durable
-Object stubs, service bindings), `FormData`/`Blob`, WebSocket responses,
-`request.cf` metadata (None here).
+Object stubs, service bindings), WebSocket responses, `request.cf` metadata
+(None here).
 """
 
-from flexilib.kinds.cloudflare.sdk.bindings import Context, Env, env, waitUntil
+from flexilib.kinds.cloudflare.sdk.bindings import (
+    Context,
+    Env,
+    env,
+    patch_env,
+    wait_until,
+    waitUntil,
+)
 from flexilib.kinds.cloudflare.sdk.body import ArrayBuffer, ReadableStream
 from flexilib.kinds.cloudflare.sdk.entrypoint import (
     DurableObject,
@@ -28,6 +43,7 @@ from flexilib.kinds.cloudflare.sdk.entrypoint import (
     WorkflowEntrypoint,
     handler,
 )
+from flexilib.kinds.cloudflare.sdk.formdata import Blob, File, FormData
 from flexilib.kinds.cloudflare.sdk.headers import HeadersInit as Headers
 from flexilib.kinds.cloudflare.sdk.outgoing import fetch
 from flexilib.kinds.cloudflare.sdk.request import Request
@@ -38,10 +54,13 @@ FetchResponse = Response
 
 __all__ = [
     "ArrayBuffer",
+    "Blob",
     "Context",
     "DurableObject",
     "Env",
     "FetchResponse",
+    "File",
+    "FormData",
     "Headers",
     "ReadableStream",
     "Request",
@@ -51,5 +70,7 @@ __all__ = [
     "env",
     "fetch",
     "handler",
+    "patch_env",
     "waitUntil",
+    "wait_until",
 ]

@@ -33,7 +33,16 @@ from typing import Any
 
 from flexilib.log import diag
 
-__all__ = ["Context", "Env", "bind_env", "env", "in_scope", "waitUntil"]
+__all__ = [
+    "Context",
+    "Env",
+    "bind_env",
+    "env",
+    "in_scope",
+    "patch_env",
+    "waitUntil",
+    "wait_until",
+]
 
 Scope = tuple["Env", "Context | None"]
 
@@ -150,6 +159,22 @@ def waitUntil(awaitable: Awaitable[Any]) -> None:  # the name `cloudflare:worker
     if ctx is None:
         raise RuntimeError("workers.waitUntil needs a request: call it while handling one")
     ctx.waitUntil(awaitable)
+
+
+wait_until = waitUntil  # the Python spelling the SDK also exports
+
+
+@contextmanager
+def patch_env(**values: str) -> Iterator[Env]:
+    """`with patch_env(NAME="value"):` gives `workers.env` these values over the current ones."""
+    scope = _current.get(None)
+    base = vars(scope[0]) if scope else {}
+    patched = Env({**base, **values})
+    token = _current.set((patched, scope[1] if scope else None))
+    try:
+        yield patched
+    finally:
+        _current.reset(token)
 
 
 @contextmanager

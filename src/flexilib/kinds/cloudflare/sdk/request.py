@@ -12,7 +12,8 @@ build itself to pass to `fetch()`:
   `items()`, iteration over names).
 - body readers `text()`, `json()`, `bytes()`, `buffer()` (and `arrayBuffer()`,
   the JS spelling older `on_fetch` code calls on the raw JS request), each
-  usable once; `.body` is the stream or None.
+  usable once; `.body` is the stream or None; `form_data()` (JS: `formData()`)
+  parses a urlencoded or multipart body into a `FormData`.
 
 The incoming request also carries `cf-connecting-ip` (the client address),
 the header Cloudflare adds for a worker. It is set from the connection and
@@ -25,6 +26,7 @@ from __future__ import annotations
 from http.client import HTTPMessage
 
 from flexilib.kinds.cloudflare.sdk.body import ArrayBuffer, Body
+from flexilib.kinds.cloudflare.sdk.formdata import FormData, parse_form
 from flexilib.kinds.cloudflare.sdk.headers import HeadersInit, header_pairs, to_message
 from flexilib.kinds.cloudflare.sdk.url import normalize_url
 from flexilib.request import Request as FlexiRequest
@@ -136,6 +138,12 @@ class Request(Body):
 
     async def arrayBuffer(self) -> ArrayBuffer:  # the JS name
         return await self.buffer()
+
+    async def form_data(self) -> FormData:
+        """The body as a form (urlencoded or multipart); TypeError for another type."""
+        return parse_form(self._consume(), self.headers.get("content-type"))
+
+    formData = form_data  # the JS name
 
     def clone(self) -> Request:
         if self._used:

@@ -5,7 +5,8 @@ on Pyodide's `FetchResponse`) and the JS `Response` under it:
 
 - `Response(body=None, status=None, status_text="", headers=None)`; `body` is
   `str`, `bytes` (also `bytearray`/`memoryview`, the Python side of the JS
-  buffer types), another body's `.body` stream, or None. Anything else is
+  buffer types), another body's `.body` stream, a `FormData` (sent as
+  multipart/form-data), or None. Anything else is
   `TypeError("Unsupported type in Response: <type>")`.
 - `status` defaults to 200 and must be 200..599 (`ValueError`, the SDK's
   mapping of the JS RangeError); 204, 205 and 304 take no body (`TypeError`).
@@ -33,6 +34,7 @@ from typing import Any
 
 from flexilib.http.status import phrase
 from flexilib.kinds.cloudflare.sdk.body import Body, ReadableStream
+from flexilib.kinds.cloudflare.sdk.formdata import FormData
 from flexilib.kinds.cloudflare.sdk.headers import HeadersInit, combined, header_pairs
 from flexilib.kinds.cloudflare.sdk.url import normalize_url
 from flexilib.response import Response as FlexiResponse
@@ -65,7 +67,7 @@ class Response(Body):
 
     def __init__(
         self,
-        body: str | bytes | ReadableStream | None = None,
+        body: str | bytes | ReadableStream | FormData | None = None,
         status: int | None = None,
         status_text: str = "",
         headers: HeadersInit | None = None,
@@ -81,12 +83,17 @@ class Response(Body):
             )
         if "\r" in status_text or "\n" in status_text:
             raise TypeError("Invalid statusText")
+        form_type = None
+        if isinstance(body, FormData):  # sent as multipart/form-data, as the Fetch API does
+            body, form_type = body.encode()
         data = _body_bytes(body)
         if data is not None and code in _NULL_BODY_STATUSES:
             raise TypeError(f"Response with null body status ({code}) cannot have body")
         pairs = header_pairs(headers)
         if isinstance(body, str) and not _has(pairs, "content-type"):
             pairs.append(("content-type", _TEXT_PLAIN))
+        if form_type is not None and not _has(pairs, "content-type"):
+            pairs.append(("content-type", form_type))
         self._fill(code, status_text or phrase(code), pairs, data, "", False)
 
     def _fill(

@@ -1,0 +1,1 @@
+VERSION = "one"  # the reload test rewrites this line

@@ -1,0 +1,1 @@
+ORDERS = {"7": "tea", "8": "cake"}
