@@ -47,6 +47,8 @@ from typing import Protocol
 from flexilib.http.connections import Connections
 from flexilib.http.exchange import Exchange
 from flexilib.http.protocol import HttpProtocol
+from flexilib.kinds.aws.peer import peer_uid
+from flexilib.log import diag
 from flexilib.response import Response
 from flexilib.settings import Limits
 
@@ -227,7 +229,7 @@ class RuntimeApi:
 
     async def _serve(self) -> None:
         self._server = await self.loop.create_server(
-            lambda: HttpProtocol(self, self._connections, self.loop), sock=self._sock
+            lambda: _RuntimeConnection(self, self._connections, self.loop), sock=self._sock
         )
 
     def _tick(self) -> None:
@@ -395,6 +397,32 @@ class RuntimeApi:
         )
         self.state = FAILED
         self.owner.api_init_error(self, outcome)
+
+
+class _RuntimeConnection(HttpProtocol):
+    """A connection to the Runtime API, accepted only from a process of the server's own user.
+
+    The runtime is the server's child and runs as its user; any other local
+    user (`nobody` polling `/proc/net/tcp` for new listeners) is refused
+    before a byte is read, so it can neither take an invocation (and the
+    client's `Authorization` header with it) nor post `init/error`. Processes
+    of the same user could read the server's memory anyway (ptrace): they are
+    inside the trust boundary.
+    """
+
+    __slots__ = ()
+
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        local = transport.get_extra_info("sockname")
+        remote = transport.get_extra_info("peername")
+        uid = peer_uid(local, remote) if local and remote else None
+        if uid != os.geteuid():
+            who = f"uid {uid}" if uid is not None else "an unknown user"
+            diag(f"Runtime API {local[0]}:{local[1]}: refused a connection from {who}")
+            self.closing = True
+            transport.abort()
+            return
+        super().connection_made(transport)
 
 
 _STATE_NAMES = {
