@@ -18,11 +18,13 @@ ENV_HELP = "environment (flags win): " + ", ".join(o.variable for o in OPTIONS i
 def _serve_flags(parser: argparse.ArgumentParser) -> None:
     for option in OPTIONS:
         where = f"{option.variable}, " if option.variable else ""
+        switch = {"nargs": "?", "const": "on"} if option.kind is bool else {}
         parser.add_argument(
             option.flag,
             dest=option.name,
             metavar=option.metavar,
             help=f"{option.help} ({where}default {option.default})",
+            **switch,  # `--watch-config` alone means on
         )
 
 

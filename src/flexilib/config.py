@@ -97,7 +97,9 @@ def load_config(path: Path | str) -> list[Rule]:
 def parse_config(text: str, path: Path | str) -> list[Rule]:
     """Parse config text; relative handler paths resolve against the file's folder."""
     path = Path(path)
-    base_dir = path.resolve().parent
+    # the folder the path names, symlinks not followed: a Kubernetes ConfigMap's
+    # proxy.ini resolves into a timestamped folder that the next update deletes
+    base_dir = path.absolute().parent
     rules: list[Rule] = []
     seen: dict[tuple[bytes | None, bytes, bytes], int] = {}
     for number, raw in enumerate(text.splitlines(), start=1):

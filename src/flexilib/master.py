@@ -14,8 +14,14 @@ code the master stays a few MB.
   read `proxy.ini` themselves, so they can never disagree about it.
 - SIGHUP: validate the config again; if it is good, send it to the workers;
   if not, log why and keep the old one everywhere.
-- SIGTERM/SIGINT: close the listener, forward SIGTERM, wait for the
-  workers; a second one kills them at once.
+- SIGTERM/SIGINT: `/readyz` answers 503 at once; after `--drain-delay`
+  seconds of serving on (so endpoint removal reaches every load balancer),
+  close the listener, forward SIGTERM, wait for the workers; a second one
+  kills them at once.
+- `--watch-config`: the config is looked at twice a second (its resolved
+  path and its inode's size and times, so a Kubernetes ConfigMap's symlink
+  swap is seen), and a change that holds still for one look is reloaded as
+  on SIGHUP.
 - A worker that dies unasked is replaced at once; one that keeps dying soon
   after start is restarted with a growing delay (up to `MAX_BACKOFF`).
 - A worker whose event loop has not ticked for `--worker-timeout` seconds
@@ -59,6 +65,7 @@ STABLE_AFTER = 5.0  # a worker alive this long resets the crash count
 QUARANTINE_FIRST = 5.0  # seconds a library that crashed a worker is not called
 QUARANTINE_MAX = 300.0
 QUARANTINE_FORGET = 60.0  # quiet this long after its quarantine: the next one starts again
+CONFIG_POLL = 0.5  # seconds between looks at the config with --watch-config
 _SIGNALS = (signal.SIGCHLD, signal.SIGHUP, signal.SIGTERM, signal.SIGINT)
 
 
@@ -131,6 +138,11 @@ class Master:
         self.restart_at: dict[int, float] = {}  # worker number -> when to start it
         self.stopping = False
         self.scoreboard = Scoreboard(settings.workers)
+        self.drain_until = 0.0  # after a stop signal, with --drain-delay: when to stop
+        self.drain_signal = signal.SIGTERM
+        self._config_stamp = _config_stamp(settings.config)  # for --watch-config
+        self._config_pending: tuple | None = None
+        self._config_check_at = 0.0
         self.quarantined: dict[HandlerSpec, Quarantine] = {}
         self.selector = selectors.DefaultSelector()
         self._wakeup_r, self._wakeup_w = os.pipe()
@@ -319,34 +331,65 @@ class Master:
                 self.totals.report(worker.pid, message)
 
     # -- signals ----------------------------------------------------------------------
-    def hangup(self) -> None:
+    def hangup(self, why: str = "SIGHUP") -> None:
         """Validate the config again; only a good one replaces the workers' rules."""
         rules, error = read_and_validate(self.settings.config)
         if self.totals is not None:
             self.totals.reloaded(None if error else rules, error)
         if error is not None:
-            diag(f"SIGHUP: config rejected, workers keep the old routes: {error}")
+            diag(f"{why}: config rejected, workers keep the old routes: {error}")
             return
         self.rules = rules
         self.generation += 1
-        diag(f"SIGHUP: {self.settings.config} validated: {len(rules)} routes, sent to the workers")
+        diag(f"{why}: {self.settings.config} validated: {len(rules)} routes, sent to the workers")
         for worker in self.workers.values():
             self.send(worker, ("rules", rules))
             self.send(worker, ("generation", self.generation))
 
     def stop(self, sig: int) -> None:
+        """SIGTERM/SIGINT: not ready at once; after `--drain-delay`, stop accepting and finish."""
         if self.stopping:
             diag("second stop signal: killing workers")
             for pid in self.workers:
                 os.kill(pid, signal.SIGKILL)
             return
-        self.stopping = True
         if self.totals is not None:
             self.totals.stop()  # /readyz: 503 from now on
+        delay = self.settings.drain_delay
+        if delay and not self.drain_until:
+            self.drain_until = time.monotonic() + delay
+            self.drain_signal = sig
+            diag(
+                f"{signal.Signals(sig).name}: not ready; still serving for {delay:g}s"
+                f" (--drain-delay) while load balancers let go, then stopping"
+            )
+            return
+        self.drain_until = 0.0
+        self.stopping = True
         self.sock.close()  # refused once the workers have closed their listeners too
         diag(f"stopping on {signal.Signals(sig).name}: waiting for {len(self.workers)} worker(s)")
         for pid in self.workers:
             os.kill(pid, signal.SIGTERM)
+
+    def drained(self) -> None:
+        """The drain delay is over: the graceful stop proper."""
+        if self.drain_until and time.monotonic() >= self.drain_until:
+            self.stop(self.drain_signal)
+
+    def check_config(self) -> None:
+        """`--watch-config`: reload once the file (or what its path resolves to) has changed."""
+        now = time.monotonic()
+        if not self.settings.watch_config or now < self._config_check_at:
+            return
+        self._config_check_at = now + CONFIG_POLL
+        stamp = _config_stamp(self.settings.config)
+        if stamp == self._config_stamp:
+            self._config_pending = None
+        elif stamp != self._config_pending:
+            self._config_pending = stamp  # changed: reload once it holds still for a poll
+        else:
+            self._config_stamp, self._config_pending = stamp, None
+            self.hangup(why="config changed")
 
     def _signalled(self, signum: int) -> None:
         if signum == signal.SIGCHLD:
@@ -374,7 +417,9 @@ class Master:
                 if when <= now and not self.stopping:
                     del self.restart_at[number]
                     self.spawn(number)
-            timeout = min([w - now for w in self.restart_at.values()] + [1.0])
+            timeout = min([w - now for w in self.restart_at.values()] + [CONFIG_POLL])
+            if self.drain_until:
+                timeout = min(timeout, self.drain_until - now)
             for key, _ in self.selector.select(max(timeout, 0.01)):
                 if key.fileobj == self._wakeup_r:
                     try:
@@ -389,6 +434,8 @@ class Master:
                     key.data()  # a report pipe is readable
             self.reap()
             self.check_liveness()
+            self.check_config()
+            self.drained()
             if self.admin is not None:
                 self.admin.expire()
         diag("stopped")
@@ -416,6 +463,21 @@ def _keep_only(keep: set[int | None]) -> None:
             continue  # the listing's own descriptor, closed since
         os.dup2(null, fd)
     os.close(null)
+
+
+def _config_stamp(path: os.PathLike) -> tuple | None:
+    """What identifies one state of the config: the file its path resolves to, and that file.
+
+    A Kubernetes ConfigMap volume swaps a `..data` symlink to a new folder:
+    the resolved path changes even when the new file has the same size and
+    times. An edit in place changes the inode's size or times.
+    """
+    try:
+        real = os.path.realpath(path)
+        st = os.stat(real)
+    except OSError:
+        return None
+    return (real, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def read_and_validate(path: os.PathLike) -> tuple[list[Rule], str | None]:

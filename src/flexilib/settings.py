@@ -51,6 +51,8 @@ class Settings:
     prealloc_kb: int = 8
     grace_period: float = 30.0
     worker_timeout: float = 30.0
+    watch_config: bool = False  # reload the config when its file changes (a ConfigMap swap too)
+    drain_delay: float = 0.0  # after SIGTERM: seconds still serving, not ready, before stopping
     # the admin listener's (host, port); None: off. `admin_given`: set by a flag or variable
     # (then failing to listen is fatal; the default's port being taken is only reported)
     admin: tuple[str, int] | None = ADMIN_DEFAULT
@@ -232,6 +234,28 @@ OPTIONS: tuple[Option, ...] = (
         None,
         "a worker whose event loop has not ticked for this long is killed and replaced (0: never)",
         "30",
+    ),
+    Option(
+        "--watch-config",
+        "SERVER_WATCH_CONFIG",
+        "watch_config",
+        bool,
+        None,
+        None,
+        "reload the config (validated, as on SIGHUP) when its file changes, including a"
+        " Kubernetes ConfigMap's symlink swap; checked twice a second",
+        "off",
+    ),
+    Option(
+        "--drain-delay",
+        "SERVER_DRAIN_DELAY",
+        "drain_delay",
+        float,
+        0,
+        3600,
+        "on SIGTERM: seconds to go on accepting and serving while /readyz answers 503,"
+        " before the graceful stop",
+        "0",
     ),
     Option(
         "--admin",
