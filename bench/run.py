@@ -27,6 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from lib import install, report, wrk  # noqa: E402
 from lib.clients import (  # noqa: E402
     SlowLoad,
     hold_idle_connections,
@@ -45,8 +46,6 @@ from lib.procs import (  # noqa: E402
 )
 from lib.results import Results  # noqa: E402
 from lib.servers import HANDLERS, Target, all_targets, swap_for  # noqa: E402
-
-from lib import install, report, wrk  # noqa: E402
 
 IDLE_CONNECTIONS = 1000
 SLOW_CONNECTIONS = 8
