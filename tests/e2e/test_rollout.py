@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import threading
 
 import requests
@@ -82,8 +83,6 @@ def test_drain_delay_serves_on_not_ready_then_stops(start_server, tmp_path):
 
 
 def _refused(port: int) -> bool:
-    import socket
-
     try:
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
     except ConnectionRefusedError:
