@@ -65,6 +65,9 @@ _PIPELINE = 2  # too many parsed requests wait on this connection
 _WRITING = 4  # the client is not reading our responses
 _HALT = 8  # a rejected request or an unparsable upgrade: nothing more is read
 _MAX_READ = 256 * 1024  # the most one data_received() brings (uvloop's read buffer)
+# a byte as an int: `int in bytes` is one memchr, 5x faster than `bytes.find()`, whose
+# argument parsing dominates on a short name (timeit, Python 3.11)
+_UNDERSCORE = ord("_")
 
 
 class Application(Protocol):
@@ -235,6 +238,11 @@ class HttpProtocol(asyncio.Protocol):
         if self.tunnel is not None:
             self.tunnel.lose()
         self.flow.close()
+        # the parser holds bound methods of this protocol: a cycle only the garbage
+        # collector would free. Breaking it frees the connection at once; with
+        # `Connection: close` traffic that was 12 objects a connection left to gen-0
+        # collections (gc.DEBUG_SAVEALL), about 6% of a connection's instructions.
+        self.parser = None
 
     def data_received(self, data: bytes) -> None:
         if self.tunnel is not None:
@@ -311,7 +319,7 @@ class HttpProtocol(asyncio.Protocol):
             if self.head_bytes > self.limits.max_header_bytes:
                 raise _Reject(431, "header section with trailers too large")
             return
-        if name.find(b"_") >= 0 and not self.limits.underscores_in_headers:
+        if _UNDERSCORE in name and not self.limits.underscores_in_headers:
             return
         headers.append((name, value))
         size = len(name)
