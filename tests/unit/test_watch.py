@@ -129,18 +129,33 @@ def touch(path: Path) -> None:
     subprocess.run(["touch", path], check=True)
 
 
-def link_with_gcc(path: Path) -> None:
-    """A real linker writing the library in place: delete, create, write, close, chmod."""
+def link(path: Path, linker: str = "bfd") -> None:
+    """A real linker writing the library in place (bfd: delete, create, write, close, chmod;
+    gold: create, allocate, write through a shared memory map, close)."""
+    if shutil.which(f"ld.{linker}") is None:
+        pytest.skip(f"no ld.{linker} here")
     subprocess.run(
-        ["gcc", "-shared", "-fPIC", "-DVERSION=7", f"-I{REPO / 'include'}", "-o", path]
-        + [REPO / "bench" / "handlers" / "version.c"],
+        ["gcc", f"-fuse-ld={linker}", "-shared", "-fPIC", "-DVERSION=7", f"-I{REPO / 'include'}"]
+        + ["-o", path, REPO / "bench" / "handlers" / "version.c"],
         check=True,
     )
 
 
+def link_with_gold(path: Path) -> None:
+    link(path, "gold")
+
+
 @pytest.mark.parametrize(
     "change",
-    [write_in_pieces, replace_by_rename, delete_and_recreate, copy_over, touch, link_with_gcc],
+    [
+        write_in_pieces,
+        replace_by_rename,
+        delete_and_recreate,
+        copy_over,
+        touch,
+        link,
+        link_with_gold,
+    ],
 )
 def test_a_change_to_a_tracked_file_reloads_its_slot_once(rig, change):
     slot = rig.slot("handler.so")
