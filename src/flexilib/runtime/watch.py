@@ -5,40 +5,46 @@ recreated is still seen. One inotify descriptor per worker, read by the event
 loop when it is readable (`loop.add_reader`): no thread, no polling.
 
 Which events. Only the ones that say a file is *complete*: closed after
-writing (`IN_CLOSE_WRITE`: an editor's save, `cp`, `gcc -o`, a linker writing
-through a memory map), renamed into place (`IN_MOVED_TO`: `mv`, most editors,
-lld and mold), metadata changed (`IN_ATTRIB`: `touch`, `chmod`) and a symlink or
-hard link created (`IN_CREATE`, checked with `lstat`: a plain file just created
+writing (`IN_CLOSE_WRITE`: an editor's save, `cp`, `gcc -o`, gold writing
+through a memory map), renamed into place (`IN_MOVED_TO`: `mv`, `sed -i`,
+lld), metadata changed (`IN_ATTRIB`: `touch`, `chmod`) and a symlink or hard
+link created (`IN_CREATE`, checked with `lstat`: a plain file just created
 is still being written, its close follows). `IN_MODIFY` (one event per
 `write(2)`) is not asked for: a file being written is never loaded, and another
 process appending to a file in a watched folder (an access log) costs it
 nothing. With `IN_MODIFY` and `IN_OPEN` in the mask (watchfiles' choice) an
-nginx writing its unbuffered access log into a watched folder lost 40% of its
-throughput; see docs/how-to/hot-reload.md for the figure with this mask.
+nginx writing its access log into a watched folder served 0.70x the req/s at
+1.27x the CPU per request, and the watcher thread used 0.66 s of CPU per 5 s
+run; with this mask 1.12x and 0.89x (noise) and 0.00 s (bench/watch_cost.py,
+5 rounds, one sitting).
 
 The cost: a writer that keeps a handler file open is not seen until it closes
 it. That is the rule that keeps half-written files out, so there is no timer
-falling back to polling: one would load exactly those files.
+falling back to polling: it could only add loads of files still being written.
 
-Latency. Events of one build or save (`gcc`'s close then `chmod`, `cp`'s
-create then close, an editor saving several modules) arrive within a few
-milliseconds: they are gathered until `SETTLE_MS` pass without one (at most
-`MAX_SETTLE_MS` after the first), and one burst is one reload per handler.
-watchfiles' quiet period of 100 ms, checked every 100 ms, made 100-200 ms of
-the 130-200 ms a swap took before (bench/run.py --quick; the load and the swap
-themselves take 1-2 ms).
+Latency. Events of one build or save come within a millisecond of each other
+(`gcc`'s close then `chmod`: under 0.8 ms in 15 builds; `cp`'s create then
+close; an editor saving several modules): they are gathered until `SETTLE_MS`
+pass without one (at most `MAX_SETTLE_MS` after the first), and one burst is
+one reload per handler. watchfiles reported a burst after 100 ms without an
+event, checked every 100 ms: that was 100-200 ms of the 100-200 ms a swap took
+(strace and the reload log lines; the load and the swap take 1-2 ms). Now a
+swap takes about 13 ms (bench/run.py --quick).
 
-Symlinks. Every path met resolving a watched file counts: the file's own name,
-each symlink on the way (a Kubernetes ConfigMap's `..data`, a `current ->
-releases/v3` folder), and the file it resolves to. Replacing any of them, or
-writing the target in its own folder, reloads.
+Symlinks. Every path met resolving a watched file counts, each in its
+resolved folder (a watch follows an inode, not a path): each symlink on the
+way (the file's own name if it is one, a Kubernetes ConfigMap's `..data`, a
+`current -> releases/v3` folder) and the file it resolves to. Replacing any
+of them, or writing the target in its own folder, reloads; the reload
+resolves the paths again.
 
 inotify reports only what happens while a watch exists. `inotify_add_watch`
 is synchronous, so each watched file's stamp (taken before its version was
 loaded) is compared with the file right after the watch is added: a change
 during a load or while a folder was missing still reloads. A folder that does
 not exist (yet, or any more) is waited for by watching its nearest existing
-parent for the folder to appear.
+parent for the folder to appear. A queue overflow (events lost) compares
+every stamp.
 """
 
 from __future__ import annotations
@@ -66,30 +72,19 @@ MAX_SETTLE_MS = 200  # ...or this long after its first event
 # <sys/inotify.h>
 IN_ATTRIB = 0x4
 IN_CLOSE_WRITE = 0x8
-IN_MOVED_FROM = 0x40
 IN_MOVED_TO = 0x80
 IN_CREATE = 0x100
-IN_DELETE = 0x200
 IN_MOVE_SELF = 0x800
 IN_Q_OVERFLOW = 0x4000
 IN_IGNORED = 0x8000
 IN_ONLYDIR = 0x1000000
 IN_ISDIR = 0x40000000
 
-#: what a watched folder reports: complete files, names appearing and going, itself moving
-MASK = (
-    IN_CLOSE_WRITE
-    | IN_MOVED_TO
-    | IN_ATTRIB
-    | IN_CREATE
-    | IN_MOVED_FROM
-    | IN_DELETE
-    | IN_MOVE_SELF
-    | IN_ONLYDIR
-)
-COMPLETE = (
-    IN_CLOSE_WRITE | IN_MOVED_TO | IN_ATTRIB
-)  # the file is whole now (IN_CREATE: see _complete)
+# the file is whole now; IN_CREATE only for a link (see _complete)
+COMPLETE = IN_CLOSE_WRITE | IN_MOVED_TO | IN_ATTRIB
+#: what a watched folder reports: complete files, names appearing, the folder itself moving
+#: (its removal always comes as IN_IGNORED). Deletions are not asked for: a load would fail.
+MASK = COMPLETE | IN_CREATE | IN_MOVE_SELF | IN_ONLYDIR
 APPEARED = IN_CREATE | IN_MOVED_TO
 
 _EVENT = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len; then the name
@@ -273,7 +268,7 @@ class Watcher:
                 self._resync = True
             else:
                 for folder in self._wds.get(wd, ()):
-                    self._event(f"{folder}/{name}", mask)
+                    self._event(os.path.join(folder, name), mask)
         if self._due or self._resync:
             self._settle()
 
@@ -297,19 +292,19 @@ class Watcher:
     def _flush(self) -> None:
         """The burst is over: reload every slot whose files it completed or changed."""
         self._timer = None
-        due, self._due = self._due, set()
-        changed = {file: file_stamp(file) for file in due}
-        if self._resync:
+        changed: dict[HandlerSlot, set[str]] = {}
+        if self._resync:  # watch what appeared; what changed meanwhile shows in the stamps
             self._resync = False
             recheck = set(self._files) if self._recheck_all else set()
             self._recheck_all = False
-            self._reload(self._compare(self._sync() | recheck))
-        slots: dict[HandlerSlot, set[str]] = {}
-        for file, now in changed.items():
+            changed = self._compare(self._sync() | recheck)
+        due, self._due = self._due, set()
+        for file in due:
+            now = file_stamp(file)
             for slot in self._files.get(file, {}):
                 self._files[file][slot] = now
-                slots.setdefault(slot, set()).add(file.name)
-        self._reload(slots)
+                changed.setdefault(slot, set()).add(file.name)
+        self._reload(changed)
 
     def _compare(
         self, files: set[Path], only: HandlerSlot | None = None
@@ -334,7 +329,8 @@ class Watcher:
 
 def _complete(path: str, mask: int) -> bool:
     """Whether the event says the file at `path` is whole: written and closed, renamed into
-    place, touched, or a link just created (a plain file just created is still being written)."""
+    place, touched, or a link just created (a plain file just created is still being
+    written: its close follows)."""
     if mask & COMPLETE:
         return True
     if mask & IN_CREATE:
@@ -343,7 +339,7 @@ def _complete(path: str, mask: int) -> bool:
         except OSError:
             return False
         return stat.S_ISLNK(st.st_mode) or st.st_nlink > 1
-    return False  # deleted or moved away: a load would fail, the old version keeps serving
+    return False
 
 
 def _paths_of(file: Path, folders: dict[Path, tuple[Path, set[Path]]]) -> set[str]:
