@@ -156,14 +156,14 @@ class Watcher:
         main = Path(slot.spec.path).absolute()
         files = {Path(f).absolute() for f in handler.watched_files()}
         self._drop(slot)
-        folders: dict[Path, tuple[Path, set[Path]]] = {}  # resolved once per folder
+        folders: dict[str, tuple[str, set[str]]] = {}  # resolved once per folder
+        for file in files:
+            self._index(file, _paths_of(str(file), folders))
+        self._sync()  # from here on a change is an event
         for file in files:
             self._files.setdefault(file, {})[slot] = stamp if file == main else file_stamp(file)
-            self._index(file, _paths_of(file, folders))
-        self._sync()
-        # a change made while this version loaded (its events found the old files, or no
-        # watch) shows in the stamps only
-        self._reload(self._compare(files, only=slot))
+        # a change to the main file while this version loaded shows in its stamp only
+        self._reload(self._compare({main}, only=slot))
 
     def forget(self, slot: HandlerSlot) -> None:
         """The slot left the config: stop watching what only it needed."""
@@ -342,21 +342,22 @@ def _complete(path: str, mask: int) -> bool:
     return False
 
 
-def _paths_of(file: Path, folders: dict[Path, tuple[Path, set[Path]]]) -> set[str]:
+def _paths_of(file: str, folders: dict[str, tuple[str, set[str]]]) -> set[str]:
     """Every symlink met resolving `file` and the path it resolves to, each in a folder
     without symlinks (the one inotify watches: a watch follows the inode, not the path).
     `folders`: resolutions of folders already done (many files share one)."""
-    if file.parent not in folders:
-        folders[file.parent] = _resolve(Path(file.anchor), list(file.parent.parts[1:]))
-    parent, links = folders[file.parent]
-    resolved, more = _resolve(parent, [file.name])
-    return {str(path) for path in (resolved, *links, *more)}
+    parent, name = os.path.split(file)
+    if parent not in folders:
+        folders[parent] = _resolve("/", parent.split("/"))
+    here, links = folders[parent]
+    resolved, more = _resolve(here, [name])
+    return {resolved, *links, *more}
 
 
-def _resolve(start: Path, parts: list[str]) -> tuple[Path, set[Path]]:
+def _resolve(start: str, parts: list[str]) -> tuple[str, set[str]]:
     """Walk `parts` from the resolved folder `start` like the kernel does:
     the path reached and every symlink passed. A missing part ends the symlinks."""
-    links: set[Path] = set()
+    links: set[str] = set()
     todo = parts[::-1]
     here = start
     hops = 0
@@ -365,9 +366,9 @@ def _resolve(start: Path, parts: list[str]) -> tuple[Path, set[Path]]:
         if part in ("", "."):
             continue
         if part == "..":
-            here = here.parent
+            here = os.path.dirname(here)
             continue
-        path = here / part
+        path = os.path.join(here, part)
         try:
             target = os.readlink(path)
         except OSError:  # not a symlink, or missing
@@ -377,10 +378,7 @@ def _resolve(start: Path, parts: list[str]) -> tuple[Path, set[Path]]:
         if hops > 40:  # a loop (ELOOP): the load fails anyway
             return path, links
         links.add(path)
-        target_path = Path(target)
-        if target_path.is_absolute():
-            here = Path(target_path.anchor)
-            todo.extend(target_path.parts[:0:-1])
-        else:
-            todo.extend(target_path.parts[::-1])
+        if target.startswith("/"):
+            here = "/"
+        todo.extend(target.split("/")[::-1])
     return here, links
