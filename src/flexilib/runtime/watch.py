@@ -255,9 +255,10 @@ class Watcher:
     def _read(self) -> None:
         if self._inotify is None:
             return
+        news = False  # something to act on: other files' events must not delay a reload
         for wd, mask, name in self._inotify.read():
             if mask & IN_Q_OVERFLOW:  # events were lost: only the stamps can tell
-                self._recheck_all = self._resync = True
+                self._recheck_all = self._resync = news = True
             elif mask & (IN_IGNORED | IN_MOVE_SELF):  # the folder went: watch for its return
                 if wd not in self._wds:
                     continue  # a watch this watcher removed itself
@@ -265,20 +266,24 @@ class Watcher:
                     del self._folders[folder]
                 if mask & IN_MOVE_SELF:
                     self._inotify.remove(wd)  # the watch would follow it to its new name
-                self._resync = True
+                self._resync = news = True
             else:
                 for folder in self._wds.get(wd, ()):
-                    self._event(os.path.join(folder, name), mask)
-        if self._due or self._resync:
+                    news |= self._event(os.path.join(folder, name), mask)
+        if news:
             self._settle()
 
-    def _event(self, path: str, mask: int) -> None:
+    def _event(self, path: str, mask: int) -> bool:
+        """Note what the event means; whether it means anything."""
         files = self._named.get(path)
         if files:
             if _complete(path, mask):
                 self._due |= files
+                return True
         elif mask & IN_ISDIR and mask & APPEARED:
             self._resync = True  # maybe a folder that was missing: watch it now
+            return True
+        return False
 
     def _settle(self) -> None:
         """(Re)arm the burst's timer: `SETTLE_MS` after this event, `MAX_SETTLE_MS` at most."""
