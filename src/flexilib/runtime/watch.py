@@ -38,6 +38,13 @@ way (the file's own name if it is one, a Kubernetes ConfigMap's `..data`, a
 of them, or writing the target in its own folder, reloads; the reload
 resolves the paths again.
 
+Stamps (inode, size, modification and change times) decide only where no event
+could be seen. An event naming a watched file always reloads it, even if the
+stamp looks the same (a file opened for writing and closed unchanged): two
+same-size writes within one tick of a coarse file-time clock (1-4 ms on
+kernels without fine-grained timestamps) share a stamp, and a needless reload
+costs 1-2 ms where a missed one serves old code.
+
 inotify reports only what happens while a watch exists. `inotify_add_watch`
 is synchronous, so each watched file's stamp (taken before its version was
 loaded) is compared with the file right after the watch is added: a change
