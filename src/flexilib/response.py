@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 
-__all__ = ["Response"]
+__all__ = ["Response", "unavailable"]
 
 HeaderInput = Mapping[str, str] | Iterable[tuple[str, str]] | None
 
@@ -63,3 +64,10 @@ class Response:
 
     def __repr__(self) -> str:
         return f"<Response {self.status} {len(self.body)} bytes>"
+
+
+def unavailable(text: bytes, retry_after: float) -> Response:
+    """503 with `Retry-After` (whole seconds, rounded up, at least 1): a route that is
+    busy or quarantined, which the client may try again later."""
+    seconds = max(1, math.ceil(retry_after))
+    return Response(text, 503, headers=[("Retry-After", str(seconds))])

@@ -55,7 +55,7 @@ from time import perf_counter
 from typing import Any
 
 from flexilib.log import diag
-from flexilib.response import Response
+from flexilib.response import unavailable
 from flexilib.runtime.handler import HandlerError
 
 __all__ = ["DeadlineExceeded", "Dispatcher", "Gate", "Overloaded"]
@@ -82,8 +82,7 @@ class Overloaded(HandlerError):
     """A handler's calls fill its share of the pool and its queue: the client gets 503."""
 
     def __init__(self, message: str) -> None:
-        busy = Response(_BUSY, 503, headers=[("Retry-After", "1")])
-        super().__init__(message, 503, busy)
+        super().__init__(message, 503, unavailable(_BUSY, 1))
 
 
 class Gate:

@@ -21,7 +21,6 @@ With `http/protocol.py` (bytes in, bytes out) and `runtime/dispatch.py`
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 import traceback
 from functools import partial
@@ -30,7 +29,7 @@ from time import perf_counter
 from flexilib.http.exchange import Exchange
 from flexilib.http.headers import InvalidResponse
 from flexilib.log import diag
-from flexilib.response import Response
+from flexilib.response import Response, unavailable
 from flexilib.runtime.dispatch import Dispatcher
 from flexilib.runtime.handler import Handler, HandlerError
 from flexilib.server.accesslog import AccessLog
@@ -121,8 +120,7 @@ class App:
         if left <= 0:
             exchange.route.slot.blocked_until = 0.0
             return False
-        busy = Response(_QUARANTINED, 503, headers=[("Retry-After", str(math.ceil(left)))])
-        exchange.respond(busy)
+        exchange.respond(unavailable(_QUARANTINED, left))
         return True
 
     # -- running the handler ----------------------------------------------------------
