@@ -42,6 +42,7 @@ from lib.procs import (  # noqa: E402
     ServerProcess,
     StartError,
     get,
+    settled_memory,
     tree_cpu_seconds,
     tree_memory,
 )
@@ -154,7 +155,7 @@ def run_scenario(
     """Measures one scenario into `out`; returns the number of wrk requests it sent."""
     key = target.key
     if name == "idle":
-        idle = tree_memory(proc.pid)
+        idle = settled_memory(proc.pid)
         out.add(key, "idle.rss", idle.rss_kb / 1024)
         out.add(key, "idle.pss", idle.pss_kb / 1024)
         _say(f"    idle  rss {idle.rss_kb / 1024:.1f} MB  pss {idle.pss_kb / 1024:.1f} MB")

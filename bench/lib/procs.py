@@ -111,6 +111,25 @@ def tree_memory(root: int, since: float = 0.0) -> MemorySample:
     return MemorySample(time.monotonic() - since, tree_rss_kb(root), tree_pss_kb(root))
 
 
+def settled_memory(root: int, interval: float = 0.25, limit: float = 5.0) -> MemorySample:
+    """The tree's memory once it holds still: two reads `interval` apart within 64 KiB of PSS.
+
+    A server that has answered may still be finishing its start (a watcher
+    thread importing its modules, a pool thread starting); read at once, its
+    idle figure would depend on how fast the machine happened to be. Gives
+    up after `limit` seconds and returns the last read.
+    """
+    deadline = time.monotonic() + limit
+    last = tree_memory(root)
+    while time.monotonic() < deadline:
+        time.sleep(interval)
+        now = tree_memory(root)
+        if abs(now.pss_kb - last.pss_kb) < 64:
+            return now
+        last = now
+    return last
+
+
 class MemorySampler:
     """Samples the tree's RSS and PSS in a thread while a load runs; keeps every sample."""
 
