@@ -14,6 +14,7 @@ decide it. See bench/README.md.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import resource
 import shutil
@@ -37,12 +38,13 @@ from lib.clients import (  # noqa: E402
 )
 from lib.payload import BODY, STATUS  # noqa: E402
 from lib.procs import (  # noqa: E402
-    RssSampler,
+    MemorySampler,
     ServerProcess,
     StartError,
     get,
+    settled_memory,
     tree_cpu_seconds,
-    tree_rss_kb,
+    tree_memory,
 )
 from lib.results import Results  # noqa: E402
 from lib.servers import HANDLERS, Target, all_targets, swap_for  # noqa: E402
@@ -51,6 +53,7 @@ IDLE_CONNECTIONS = 1000
 SLOW_CONNECTIONS = 8
 SLOW_MS = 1000
 SWAP_TIMEOUT = 10.0
+LEAK_SECONDS = 300.0  # the full run's leak check (issue 16): --leak-seconds shortens it
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,7 @@ class Mode:
     single_requests: int  # sequential curl calls for the idle-server latency
     swaps: int  # hot-reload swaps per round
     full: bool  # include the issue 4 and 5 extras
+    leak_seconds: float = LEAK_SECONDS  # the `leak` scenario's wrk run
 
 
 MODES = {
@@ -83,11 +87,11 @@ def _say(message: str) -> None:
 
 
 def load(proc: ServerProcess, mode: Mode, headers: tuple[str, ...] = ()) -> dict[str, float]:
-    """One wrk run with the server's CPU time and peak RSS taken around it."""
+    """One wrk run with the server's CPU time and peak RSS and PSS taken around it."""
     if mode.warmup:
         wrk.run(proc.port, mode.warmup, headers)
     cpu_before = tree_cpu_seconds(proc.pid)
-    with RssSampler(proc.pid) as rss:
+    with MemorySampler(proc.pid) as memory:
         result = wrk.run(proc.port, mode.seconds, headers)
     cpu = tree_cpu_seconds(proc.pid) - cpu_before
     return {
@@ -96,11 +100,37 @@ def load(proc: ServerProcess, mode: Mode, headers: tuple[str, ...] = ()) -> dict
         "p99": result.p99_ms,
         "max": result.max_ms,
         "cpu100k": cpu / max(result.requests, 1) * 1e5,
-        "rss": rss.peak_kb / 1024,
+        "rss": memory.peak_rss_kb / 1024,
+        "pss": memory.peak_pss_kb / 1024,
         "errors": result.errors + result.non_2xx,
         "timeouts": result.timeouts,
         "requests": result.requests,
     }
+
+
+def leak_check(proc: ServerProcess, seconds: float) -> dict[str, float]:
+    """A long keep-alive wrk run with the tree's RSS and PSS sampled every second.
+
+    A warm-up run first (a tenth of the time, at most 10 s) lets the thread
+    pool and buffers reach their working size; `start` is the first sample of
+    the measured run, `swing` the largest distance of any sample from it.
+    """
+    wrk.run(proc.port, max(1.0, min(10.0, seconds / 10)))
+    with MemorySampler(proc.pid, interval=1.0) as memory:
+        result = wrk.run(proc.port, seconds)
+    samples = memory.samples
+    figures = {"seconds": seconds, "rps": result.rps, "errors": result.errors + result.non_2xx}
+    figures["requests"] = result.requests
+    for name in ("rss", "pss"):
+        values = [getattr(s, f"{name}_kb") / 1024 for s in samples]
+        start = values[0]
+        figures[f"{name}.start"] = start
+        figures[f"{name}.end"] = values[-1]
+        figures[f"{name}.max"] = max(values)
+        figures[f"{name}.swing"] = max(abs(v - start) for v in values)
+        for tenth in range(11):  # the curve, for the report: every tenth of the run
+            figures[f"{name}.at{tenth}"] = values[round(tenth * (len(values) - 1) / 10)]
+    return figures
 
 
 def swap_latencies(target: Target, proc: ServerProcess, workdir: Path, count: int) -> list[float]:
@@ -125,7 +155,10 @@ def run_scenario(
     """Measures one scenario into `out`; returns the number of wrk requests it sent."""
     key = target.key
     if name == "idle":
-        out.add(key, "idle.rss", tree_rss_kb(proc.pid) / 1024)
+        idle = settled_memory(proc.pid)
+        out.add(key, "idle.rss", idle.rss_kb / 1024)
+        out.add(key, "idle.pss", idle.pss_kb / 1024)
+        _say(f"    idle  rss {idle.rss_kb / 1024:.1f} MB  pss {idle.pss_kb / 1024:.1f} MB")
     elif name == "single":
         out.add(key, "single.ms", single_request_ms(proc.port, mode.single_requests))
     elif name == "seq":
@@ -140,18 +173,36 @@ def run_scenario(
         _say(
             f"    {name:5} {result['rps']:>9,.0f} req/s  p50 {result['p50']:.2f} ms  "
             f"p99 {result['p99']:.2f} ms  cpu {result['cpu100k']:.2f} s/100k  "
-            f"rss {result['rss']:.1f} MB  errors {result['errors']:.0f}"
+            f"rss {result['rss']:.1f} MB  pss {result['pss']:.1f} MB  errors {result['errors']:.0f}"
         )
         return int(result["requests"])
     elif name == "conns":
-
-        def measure() -> int:
-            return tree_rss_kb(proc.pid)
-
-        held, rss_kb = hold_idle_connections(proc.port, IDLE_CONNECTIONS, measure)
-        out.add(key, "conns.rss", rss_kb / 1024)
+        before = tree_memory(proc.pid)  # after the scenarios before it, not the idle figure
+        held, during = hold_idle_connections(
+            proc.port, IDLE_CONNECTIONS, lambda: tree_memory(proc.pid)
+        )
+        out.add(key, "conns.rss", during.rss_kb / 1024)
+        out.add(key, "conns.pss", during.pss_kb / 1024)
+        out.add(key, "conns.added_rss", (during.rss_kb - before.rss_kb) / 1024)
+        out.add(key, "conns.added_pss", (during.pss_kb - before.pss_kb) / 1024)
         out.add(key, "conns.held", held)
-        _say(f"    conns {held} idle keep-alive connections held: {rss_kb / 1024:.1f} MB")
+        _say(
+            f"    conns {held} idle keep-alive connections held: rss {during.rss_kb / 1024:.1f} MB"
+            f" (+{(during.rss_kb - before.rss_kb) / 1024:.1f}), pss {during.pss_kb / 1024:.1f} MB"
+            f" (+{(during.pss_kb - before.pss_kb) / 1024:.1f})"
+        )
+    elif name == "leak":
+        figures = leak_check(proc, mode.leak_seconds)
+        out.add_all(key, "leak", figures)
+        verdict = "flat" if figures["rss.swing"] <= report.LEAK_FLAT_MB else "NOT flat"
+        _say(
+            f"    leak  {mode.leak_seconds:g} s keep-alive, {figures['rps']:,.0f} req/s: rss "
+            f"{figures['rss.start']:.1f} -> {figures['rss.end']:.1f} MB (max "
+            f"{figures['rss.max']:.1f}), pss {figures['pss.start']:.1f} -> "
+            f"{figures['pss.end']:.1f} MB (max {figures['pss.max']:.1f}): {verdict} "
+            f"(±{report.LEAK_FLAT_MB:g} MB)"
+        )
+        return int(figures["requests"])
     elif name == "slow":
         base = load(proc, mode)
         with SlowLoad(proc.port, SLOW_CONNECTIONS, SLOW_MS) as slow:
@@ -265,6 +316,12 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--require-flexilib", action="store_true", help="fail, not skip, when flexilib is missing"
     )
     parser.add_argument("--keep", action="store_true", help="keep the work directory and logs")
+    parser.add_argument(
+        "--leak-seconds",
+        type=float,
+        default=LEAK_SECONDS,
+        help=f"length of the leak check's keep-alive run (default {LEAK_SECONDS:g})",
+    )
     parser.set_defaults(mode="quick")
     return parser.parse_args(argv)
 
@@ -275,7 +332,7 @@ def _raise_on_term(signum: int, frame: object) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
-    mode = MODES[args.mode]
+    mode = dataclasses.replace(MODES[args.mode], leak_seconds=args.leak_seconds)
     signal.signal(signal.SIGTERM, _raise_on_term)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)  # 1,000 idle connections
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
@@ -306,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
             round_dir = workdir / f"round{round_no}"  # nothing carries over between rounds
             round_dir.mkdir()
             for target in targets:
-                if target.key in out.status:
+                if target.key in out.status or (target.once and round_no > 1):
                     continue
                 _say(f"[round {round_no}/{mode.rounds}] {target.key}: {target.label}")
                 run_target(target, mode, round_dir, out)

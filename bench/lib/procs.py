@@ -2,8 +2,13 @@
 
 Every server runs in its own session (process group), so stopping it reaches
 every process it spawned (nginx's worker, granian's workers, flexilib's
-workers). CPU time and RSS are summed over the live process tree found through
+workers). CPU time and memory are summed over the live process tree found through
 parent ids, plus the CPU time of children the tree has already reaped.
+
+Memory is read two ways: RSS (`VmRSS`), which counts a page once in every
+process that maps it, so a forked worker's pages shared with its master are
+counted twice; and PSS (`Pss:` of /proc/PID/smaps_rollup), which divides each
+page among the processes sharing it, so the tree's sum counts it once.
 """
 
 from __future__ import annotations
@@ -79,30 +84,86 @@ def tree_rss_kb(root: int) -> int:
     return total
 
 
-class RssSampler:
-    """Samples the tree's RSS in a thread while a load runs; `peak_kb` is the maximum seen."""
+def tree_pss_kb(root: int) -> int:
+    """Sum of PSS over the tree, in KiB (0 where smaps_rollup is unreadable)."""
+    total = 0
+    for pid in process_tree(root):
+        try:
+            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+        except OSError:
+            continue
+        for line in rollup.splitlines():
+            if line.startswith("Pss:"):
+                total += int(line.split()[1])
+                break
+    return total
+
+
+@dataclass(frozen=True)
+class MemorySample:
+    seconds: float  # since the sampler started
+    rss_kb: int
+    pss_kb: int
+
+
+def tree_memory(root: int, since: float = 0.0) -> MemorySample:
+    """The tree's RSS and PSS now."""
+    return MemorySample(time.monotonic() - since, tree_rss_kb(root), tree_pss_kb(root))
+
+
+def settled_memory(root: int, interval: float = 0.25, limit: float = 5.0) -> MemorySample:
+    """The tree's memory once it holds still: two reads `interval` apart within 64 KiB of PSS.
+
+    A server that has answered may still be finishing its start (a watcher
+    thread importing its modules, a pool thread starting); read at once, its
+    idle figure would depend on how fast the machine happened to be. Gives
+    up after `limit` seconds and returns the last read.
+    """
+    deadline = time.monotonic() + limit
+    last = tree_memory(root)
+    while time.monotonic() < deadline:
+        time.sleep(interval)
+        now = tree_memory(root)
+        if abs(now.pss_kb - last.pss_kb) < 64:
+            return now
+        last = now
+    return last
+
+
+class MemorySampler:
+    """Samples the tree's RSS and PSS in a thread while a load runs; keeps every sample."""
 
     def __init__(self, root: int, interval: float = 0.25) -> None:
         self.root = root
         self.interval = interval
-        self.peak_kb = 0
+        self.samples: list[MemorySample] = []
+        self._started = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
+    @property
+    def peak_rss_kb(self) -> int:
+        return max(s.rss_kb for s in self.samples)
+
+    @property
+    def peak_pss_kb(self) -> int:
+        return max(s.pss_kb for s in self.samples)
+
     def _run(self) -> None:
         while True:
-            self.peak_kb = max(self.peak_kb, tree_rss_kb(self.root))
+            self.samples.append(tree_memory(self.root, self._started))
             if self._stop.wait(self.interval):
                 return
 
-    def __enter__(self) -> RssSampler:
+    def __enter__(self) -> MemorySampler:
+        self._started = time.monotonic()
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        self.peak_kb = max(self.peak_kb, tree_rss_kb(self.root))
+        self.samples.append(tree_memory(self.root, self._started))
 
 
 class StartError(Exception):

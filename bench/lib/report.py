@@ -20,6 +20,7 @@ from lib.payload import BODY, EXTRA_HEADERS, STATUS
 from lib.results import Results
 
 PEERS = ("nginx", "bare", "uvicorn", "granian")
+LEAK_FLAT_MB = 2.0  # issue 16: RSS flat within this over the leak check
 DASH = "–"
 
 
@@ -167,6 +168,8 @@ def _targets(out: Results, slow_ms: int) -> list[list[str]]:
         g("flexilib", "ka.rss"),
     )
     r_single = _ratio(g("flexilib", "single.ms"), g("nginx", "single.ms"))
+    idle_pss, added_pss = g("flexilib", "idle.pss"), g("flexilib", "conns.added_pss")
+    swing = g("flexilib-leak", "leak.rss.swing")
     no_wait = None if slow_max is None else slow_max < slow_ms / 2 and slow_timeouts == 0
     return [
         [
@@ -209,6 +212,26 @@ def _targets(out: Results, slow_ms: int) -> list[list[str]]:
             f"{_fmt(g('flexilib', 'single.ms'), '.2f')} ms vs nginx "
             f"{_fmt(g('nginx', 'single.ms'), '.2f')} ms: {_x(r_single)}",
             verdict(at_most(r_single, 1.3)),
+        ],
+        [
+            "16.1a",
+            "idle PSS of master + 1 worker ≤22 MB",
+            f"{_fmt(idle_pss, '.1f')} MB (RSS {_fmt(idle, '.1f')} MB)",
+            verdict(at_most(idle_pss, 22)),
+        ],
+        [
+            "16.1b",
+            "1,000 idle keep-alive connections add ≤5 MB (PSS)",
+            f"+{_fmt(added_pss, '.1f')} MB",
+            verdict(at_most(added_pss, 5)),
+        ],
+        [
+            "16.1c",
+            f"RSS flat (±{LEAK_FLAT_MB:g} MB) over a 5-minute keep-alive run (full run only)",
+            f"largest distance from the start {_fmt(swing, '.1f')} MB over "
+            f"{_fmt(g('flexilib-leak', 'leak.seconds'), '.0f')} s, drift "
+            f"{_fmt(_drift(out, 'rss'), '+.1f')} MB",
+            verdict(at_most(swing, LEAK_FLAT_MB)),
         ],
     ]
 
@@ -271,34 +294,93 @@ def _ratio_section(out: Results) -> Section:
 
 def _memory_section(targets, out: Results, idle_connections: int) -> Section:  # noqa: ANN001
     g = out.get
+
+    def mb(key: str, metric: str) -> str:
+        return _fmt(g(key, metric), ".1f")
+
     rows = [
         [
             t.label,
-            _fmt(g(t.key, "idle.rss"), ".1f"),
-            _fmt(g(t.key, "conns.rss"), ".1f"),
+            mb(t.key, "idle.rss"),
+            mb(t.key, "idle.pss"),
+            mb(t.key, "conns.rss"),
+            mb(t.key, "conns.pss"),
+            mb(t.key, "conns.added_pss"),
             _fmt(g(t.key, "conns.held"), ".0f"),
-            _fmt(g(t.key, "ka.rss"), ".1f"),
+            mb(t.key, "ka.rss"),
+            mb(t.key, "ka.pss"),
         ]
         for t in targets
-        if "conns" in t.scenarios
+        if g(t.key, "idle.rss") is not None
     ]
     if not rows:
         return []
     return _section(
         f"Memory: idle, with {idle_connections:,} idle keep-alive connections, under load",
-        "Each idle connection was opened, answered one request and then held open; *held* "
-        "counts those still open when RSS was read.",
+        "Summed over the server's processes. *RSS* counts a page once in every process "
+        "mapping it, so the pages a forked worker shares with its master count twice; *PSS* "
+        "(`Pss:` of /proc/PID/smaps_rollup) divides each shared page among its processes, so "
+        "the sum counts it once. Each idle connection was opened, answered one request and then "
+        "held open; *added* is PSS with them held minus PSS just before they were opened; "
+        "*held* counts those still open when memory was read. *keep-alive peak* is the maximum "
+        "sampled every 0.25 s during the keep-alive run.",
         _table(
             [
                 "server",
                 "idle RSS MB",
-                f"{idle_connections:,} connections MB",
+                "idle PSS MB",
+                f"{idle_connections:,} conns RSS MB",
+                "PSS MB",
+                "added PSS MB",
                 "held",
-                "keep-alive peak MB",
+                "keep-alive peak RSS MB",
+                "PSS MB",
             ],
             rows,
         ),
     )
+
+
+def _leak_section(by_key, out: Results) -> Section:  # noqa: ANN001
+    key = "flexilib-leak"
+    if key not in by_key or out.get(key, "leak.rss.start") is None:
+        return []
+
+    def g(metric: str, spec: str = ".1f") -> str:
+        return _fmt(out.get(key, f"leak.{metric}"), spec)
+
+    rows = [
+        [
+            name.upper(),
+            g(f"{name}.start"),
+            g(f"{name}.end"),
+            g(f"{name}.max"),
+            _fmt(_drift(out, name), "+.1f"),
+            g(f"{name}.swing"),
+            " ".join(g(f"{name}.at{tenth}") for tenth in range(11)),
+        ]
+        for name in ("rss", "pss")
+    ]
+    swing = out.get(key, "leak.rss.swing")
+    flat = "flat" if swing <= LEAK_FLAT_MB else "**not flat**"
+    return _section(
+        f"Leak check: {by_key[key].label}, {g('seconds', '.0f')} s of keep-alive wrk",
+        f"wrk `-t2 -c64` ({g('rps', ',.0f')} req/s, {g('errors', '.0f')} errors) after a warm-up "
+        "run; the tree's memory sampled every second. *swing* is the largest distance of any "
+        "sample from the start.",
+        _table(
+            ["", "start MB", "end MB", "max MB", "drift MB", "swing MB", "every tenth of the run"],
+            rows,
+        ),
+        f"RSS {flat} (±{LEAK_FLAT_MB:g} MB: every sample within that of the start).",
+    )
+
+
+def _drift(out: Results, name: str) -> float | None:
+    """The leak check's end minus its start, for `rss` or `pss`."""
+    start = out.get("flexilib-leak", f"leak.{name}.start")
+    end = out.get("flexilib-leak", f"leak.{name}.end")
+    return None if start is None or end is None else end - start
 
 
 def _single_section(targets, out: Results, count: int) -> Section:  # noqa: ANN001
@@ -540,6 +622,7 @@ def write(
     lines += _load_section(targets, out)
     lines += _ratio_section(out)
     lines += _memory_section(targets, out, idle_connections)
+    lines += _leak_section(by_key, out)
     lines += _single_section(targets, out, mode.single_requests)
     lines += _slow_section(by_key, out, slow_ms)
     lines += _swap_section(by_key, out, mode.swaps)

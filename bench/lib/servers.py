@@ -35,6 +35,7 @@ class Target:
     optional: bool = False
     flexilib: bool = False
     full_only: bool = False  # issue 4 and 5 extras, left out of --quick and --smoke
+    once: bool = False  # runs in the first round only (a long run of its own)
     swap: str | None = None  # kind of handler the `swap` scenario rewrites
     log_file: Callable[[ServerProcess, Path], Path] = field(
         default=lambda proc, workdir: proc.stdout_path
@@ -354,6 +355,14 @@ def all_targets(sample: Path) -> list[Target]:
             "flexilib, sample lib, 1 worker, --admin off",
             flexilib_native(sample, "flexilib-noadmin", admin=False),
             ("idle", "ka"),
+        ),
+        flexi(
+            "flexilib-leak",
+            "flexilib, sample lib, 1 worker, long keep-alive run",
+            flexilib_native(sample, "flexilib-leak"),
+            ("leak",),
+            full_only=True,
+            once=True,
         ),
         flexi(
             "flexilib-2w",

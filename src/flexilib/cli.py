@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 from flexilib.config import ConfigError, Rule, load_config
@@ -56,15 +55,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.sam and args.config:
         print("flexilib: --sam and --config exclude each other", file=sys.stderr)
         return 2
+    if not args.sam:
+        return _resolve_and_serve(args)
+    import tempfile  # here only: every worker would hold it (and shutil, random) for nothing
+
     with tempfile.TemporaryDirectory(prefix="flexilib-sam-") as folder:
-        if args.sam:
-            args.config = _sam_config(Path(args.sam), Path(folder))
-        try:
-            settings = resolve(vars(args))
-        except SettingsError as exc:
-            print(f"flexilib: {exc}", file=sys.stderr)
-            return 2
-        return serve(settings)
+        args.config = _sam_config(Path(args.sam), Path(folder))
+        return _resolve_and_serve(args)
+
+
+def _resolve_and_serve(args: argparse.Namespace) -> int:
+    try:
+        settings = resolve(vars(args))
+    except SettingsError as exc:
+        print(f"flexilib: {exc}", file=sys.stderr)
+        return 2
+    return serve(settings)
 
 
 def _sam_config(template: Path, folder: Path) -> str:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 
 import pytest
 
 from flexilib.config import parse_config
 from flexilib.master import read_and_validate
+from flexilib.runtime.handler import handler_class
 from flexilib.server.control import Decoder, encode
 from flexilib.server.scoreboard import Scoreboard
 
@@ -94,3 +97,49 @@ def test_an_unreadable_config_is_a_message(tmp_path):
     binary.write_bytes(b"/ = \xff.so\n")
     rules, error = read_and_validate(binary)
     assert rules == [] and error.startswith(f"{binary}: cannot read config: ")
+
+
+def _modules_after(code: str) -> set[str]:
+    """The modules a fresh interpreter holds after running `code`."""
+    out = subprocess.run(
+        [sys.executable, "-c", f"{code}\nimport sys; print(' '.join(sys.modules))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return set(out.stdout.split())
+
+
+def test_the_master_imports_the_workers_modules_but_no_other_kind_before_forking():
+    modules = _modules_after(
+        "from flexilib.master import _share_with_workers\n_share_with_workers()"
+    )
+    assert {"uvloop", "flexilib.server.worker", "flexilib.kinds.native.handler"} <= modules
+    other_kinds = {m for m in modules if m.startswith("flexilib.kinds.")} - {
+        "flexilib.kinds.native",
+        "flexilib.kinds.native._native",
+        "flexilib.kinds.native.elfcheck",
+        "flexilib.kinds.native.handler",
+    }
+    assert other_kinds == set()
+    assert {"watchfiles", "yaml", "wasmtime", "email", "tempfile", "shutil"} & modules == set()
+
+
+def test_validating_a_config_imports_only_the_kinds_it_names(tmp_path):
+    config = tmp_path / "proxy.ini"
+    config.write_text(f"/a = {tmp_path / 'a.so'}\n")
+    validate = (
+        "from flexilib.config import load_config\n"
+        "from flexilib.runtime.handler import validate_rules\n"
+        f"validate_rules(load_config({str(config)!r}), 'proxy.ini')"
+    )
+    native = _modules_after(validate)
+    assert "flexilib.kinds.native.handler" in native
+    assert "flexilib.kinds.proxy.handler" not in native
+    config.write_text(f"/a = {tmp_path / 'a.so'}\n/b = http://127.0.0.1:9\n")
+    assert "flexilib.kinds.proxy.handler" in _modules_after(validate)
+
+
+def test_an_unknown_kind_is_a_clear_error_not_an_import_failure():
+    with pytest.raises(ValueError, match="unknown target kind 'nope'"):
+        handler_class("nope")

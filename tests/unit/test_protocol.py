@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from email.utils import formatdate
 
 import pytest
 
-from flexilib.http.connections import Connections
+from flexilib.http.connections import Connections, http_date
 from flexilib.http.exchange import Exchange
 from flexilib.http.headers import InvalidResponse
 from flexilib.http.protocol import AWAITING_REQUEST, HttpProtocol
@@ -120,6 +121,11 @@ def test_a_request_gets_its_answer_with_framing_and_default_headers(loop):
     assert headers["server"] == "flexilib" and "gmt" in headers["date"].lower()
     assert headers["content-length"] == "8" and "connection" not in headers
     assert not transport.closed and protocol.phase == AWAITING_REQUEST
+
+
+@pytest.mark.parametrize("seconds", [0, 784111777, 951782400.5, 1709164800, 4102444799])
+def test_the_date_header_is_the_imf_fixdate_email_utils_would_write(seconds):
+    assert http_date(seconds).decode() == formatdate(seconds, usegmt=True)
 
 
 def test_pipelined_requests_are_answered_in_order(loop):

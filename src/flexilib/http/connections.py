@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from email.utils import formatdate
 from typing import Protocol
 
 from flexilib.settings import Limits
@@ -18,6 +17,28 @@ from flexilib.settings import Limits
 __all__ = ["Connections"]
 
 SERVER_NAME = b"flexilib"
+_DAYS = (b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun")
+_MONTHS = (b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun")
+_MONTHS += (b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec")
+
+
+def http_date(seconds: float) -> bytes:
+    """RFC 9110's IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), whatever the C locale.
+
+    Formatted here rather than with `email.utils.formatdate`: importing the
+    email package (with datetime, calendar, base64, quopri) cost every
+    worker about 0.4 MB of its idle memory, for one line a second.
+    """
+    t = time.gmtime(seconds)
+    return b"%s, %02d %s %04d %02d:%02d:%02d GMT" % (
+        _DAYS[t.tm_wday],
+        t.tm_mday,
+        _MONTHS[t.tm_mon - 1],
+        t.tm_year,
+        t.tm_hour,
+        t.tm_min,
+        t.tm_sec,
+    )
 
 
 class Timed(Protocol):
@@ -46,7 +67,7 @@ class Connections:
         self._stamp()
 
     def _stamp(self) -> None:
-        date = formatdate(time.time(), usegmt=True).encode()
+        date = http_date(time.time())
         self.default_headers = b"Server: %s\r\nDate: %s\r\n" % (SERVER_NAME, date)
 
     def tick(self) -> None:
