@@ -2,9 +2,9 @@
 
 Answered by the master (`listener.py`) from its totals
 (`aggregate.Totals`). It never touches a handler, so a stuck or crashing
-handler cannot stop it from answering. /metrics is written by
-`metrics.py` without `prometheus_client`, whose import cost the master
-4.8 MB of PSS from the first scrape on.
+handler cannot stop it from answering. `prometheus_client` (9 MB once
+imported) is imported on the first /metrics request, not before: a server
+nobody scrapes does not pay for it.
 """
 
 from __future__ import annotations
