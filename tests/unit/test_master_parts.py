@@ -122,7 +122,7 @@ def test_the_master_imports_the_workers_modules_but_no_other_kind_before_forking
         "flexilib.kinds.native.handler",
     }
     assert other_kinds == set()
-    assert {"watchfiles", "yaml", "wasmtime", "email"} & modules == set()
+    assert {"watchfiles", "yaml", "wasmtime", "email", "tempfile", "shutil"} & modules == set()
 
 
 def test_validating_a_config_imports_only_the_kinds_it_names(tmp_path):
