@@ -34,7 +34,6 @@ headers. The body timer keeps running while they arrive.
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from time import perf_counter
 from typing import Protocol
 
@@ -146,7 +145,9 @@ class HttpProtocol(asyncio.Protocol):
         self.body_bytes = 0
         self.expect = False
         self.length = -1
-        self.queue: deque[Exchange] = deque()
+        # pipelined requests, at most max_pipeline (+1): a list, since an empty deque
+        # allocates a 64-slot block, 0.7 MB per 1,000 idle connections (tracemalloc)
+        self.queue: list[Exchange] = []
         self.current: Exchange | None = None  # the request being answered
         self.closing = False
         self.stepping = False
@@ -436,7 +437,7 @@ class HttpProtocol(asyncio.Protocol):
                     self.deadline = 0.0  # a tunnel lives until either side closes
                     break
                 if self.queue:
-                    exchange = self.queue.popleft()
+                    exchange = self.queue.pop(0)
                     if len(self.queue) <= self.limits.max_pipeline // 2:
                         self.resume_reading(_PIPELINE)
                     self._start(exchange)
