@@ -33,6 +33,7 @@ import sys
 import threading
 import traceback
 import uuid
+from asyncio import _get_running_loop, _set_running_loop
 from pathlib import Path
 
 from flexilib.config import HandlerSpec
@@ -57,7 +58,7 @@ from flexilib.kinds.aws.routes import RouteMatch, RouteTable, parse_route
 from flexilib.log import diag
 from flexilib.request import Request
 from flexilib.response import Response
-from flexilib.runtime.dispatch import DeadlineExceeded
+from flexilib.runtime.dispatch import DeadlineExceeded, NotInline
 from flexilib.runtime.handler import Handler, HandlerError, HandlerLoadError, number_option
 from flexilib.runtime.pyload import Namespace, load_function
 
@@ -90,7 +91,7 @@ def route_table(spec: HandlerSpec) -> RouteTable | None:
 
 class LambdaHandler(Handler):
     takes_env = True
-    options = frozenset({"format", "timeout", "memory", "name", "route"})
+    options = frozenset({"format", "timeout", "memory", "name", "route", "dispatch"})
 
     @classmethod
     def validate(cls, spec: HandlerSpec) -> None:
@@ -103,7 +104,6 @@ class LambdaHandler(Handler):
         self.format = spec.option("format", "2.0")
         self.function_timeout = number_option(spec.option("timeout", "3"), "timeout", 0.001, 900.0)
         self.timeout = min(self.function_timeout, INTEGRATION_TIMEOUT_S[self.format])
-        self.dispatch = "pool"  # always under its deadline, as Lambda runs it
         self.memory = int(spec.option("memory", "128"))
         self.name = spec.option("name", Path(spec.path).stem)
         self._env = _environment(spec)
@@ -149,7 +149,37 @@ class LambdaHandler(Handler):
         return self.invoke(request, self.format, match)
 
     def invoke(self, request: Request, fmt: str, match: RouteMatch | None) -> Response:
-        """One invocation for `request` through API Gateway with payload `fmt`, route `match`."""
+        """One invocation for `request` through API Gateway with payload `fmt`, route `match`.
+
+        On a pool thread the call runs under the dispatcher's deadline. On the
+        server's loop thread (an exact repeat of a request seen fast, see
+        `flexilib.runtime.dispatch`) it must not wait: when calls of a function
+        in another folder hold the working directory it raises `NotInline`
+        and the dispatcher runs it on the pool; and the server's running loop
+        is hidden for the call, so code that runs an event loop of its own
+        (`asyncio.run`, Mangum) finds none running and the thread's own loop
+        current, as on a pool thread.
+        """
+        server_loop = _get_running_loop()  # set: called inline, on the server's loop thread
+        if server_loop is None:
+            entered = task_root_gate.enter(self.task_root)
+        elif task_root_gate.try_enter(self.task_root):
+            entered = True
+        else:
+            raise NotInline(f"{self.task_root}: the working directory is another function's")
+        try:
+            return self._invoke(request, fmt, match, server_loop)
+        finally:
+            if entered:
+                task_root_gate.leave()
+
+    def _invoke(
+        self,
+        request: Request,
+        fmt: str,
+        match: RouteMatch | None,
+        server_loop: asyncio.AbstractEventLoop | None,
+    ) -> Response:
         event = gateway_event(request, fmt, match)
         context = new_context(
             self._env,
@@ -158,11 +188,12 @@ class LambdaHandler(Handler):
             aws_request_id=_request_id(request),
         )
         before = _peak_kb()
+        if server_loop is not None:
+            _set_running_loop(None)
         _ensure_event_loop()
         token = self._namespace.enter()
         if _views[0] is not self._namespace:
             _forget_resolved_views(self._namespace)
-        entered = task_root_gate.enter(self.task_root)
         try:
             with function_environment(self._env):
                 result = self._func(event, context)
@@ -174,9 +205,10 @@ class LambdaHandler(Handler):
             diag(f"{self.name}: {context.aws_request_id}: {_error_json(exc, context)}")
             return function_error_response(fmt)
         finally:
-            if entered:
-                task_root_gate.leave()
             Namespace.leave(token)
+            if server_loop is not None:
+                asyncio.set_event_loop(server_loop)  # the worker's loop is its thread's current
+                _set_running_loop(server_loop)
         if context.get_remaining_time_in_millis() <= 0:  # overran, not interrupted (a C call)
             diag(f"{self.name}: {context.aws_request_id}: Task timed out")
             return timeout_response(fmt, self.function_timeout)
