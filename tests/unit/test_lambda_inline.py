@@ -23,11 +23,17 @@ from flexilib.runtime.dispatch import NotInline
 FUNCTION = """
 import asyncio
 import os
+import time
 
 
 async def work():
     await asyncio.sleep(0)
     return "ran"
+
+
+def nap(event, context):
+    time.sleep(0.005)
+    return {"statusCode": 200, "body": "rested"}
 
 
 def handler(event, context):
@@ -95,3 +101,15 @@ def test_an_inline_call_never_waits_for_another_functions_folder(function, tmp_p
     response, _, _ = on_the_loop_thread(lambda: function.call(request()))
     assert json.loads(response.body)["cwd"] == function.task_root
     assert os.getcwd() == home
+
+
+def test_a_call_that_blocked_reports_its_wall_time_to_the_dispatcher(tmp_path, function):
+    """A call that slept stalled the loop for as long: it must not look fast, whatever the
+    CPU time it used (only time the kernel took the CPU away is not the call's)."""
+    nap = LambdaHandler(
+        parse_target(f"lambda:{Path(function.task_root) / 'inline_fn.py'}:nap", tmp_path)
+    )
+    nap.load()
+    response, _, _ = on_the_loop_thread(lambda: nap.call(request()))
+    assert response.body == b"rested"
+    assert response.elapsed >= 0.005

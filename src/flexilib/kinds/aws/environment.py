@@ -229,6 +229,18 @@ class function_environment:  # noqa: N801 - used as a `with` statement, like a f
             _overlay.reset(self._token)
             self._token = None
 
+    @staticmethod
+    def enter(env: dict[str, str]) -> contextvars.Token:
+        """The `with` block's entry without an object, for the per-call path (0.2 us less):
+        `leave(token)` ends it."""
+        if type(os.environ) is not _OverlayEnviron:
+            _install()
+        return _overlay.set(env)
+
+    @staticmethod
+    def leave(token: contextvars.Token) -> None:
+        _overlay.reset(token)
+
 
 # --- the working directory ----------------------------------------------------
 

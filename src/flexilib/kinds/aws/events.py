@@ -37,11 +37,11 @@ These run once per request: no deep copies, constants built at import.
 from __future__ import annotations
 
 import base64
-import os
 import time
 import zlib
 from urllib.parse import parse_qsl, unquote_to_bytes, urlsplit
 
+from flexilib.kinds.aws.ids import random_base64
 from flexilib.kinds.aws.routes import RouteMatch
 from flexilib.request import Request
 
@@ -87,7 +87,7 @@ def format_request_time(now_ms: int) -> str:
 
 def apigw_request_id() -> str:
     """A fresh id shaped like an HTTP API `requestContext.requestId` (e.g. `JKJaXmPLvHcESHA=`)."""
-    return base64.b64encode(os.urandom(11)).decode("ascii")
+    return random_base64(11)
 
 
 def _text(raw: bytes) -> str:
@@ -148,13 +148,18 @@ def build_event_v2(
     """The payload format 2.0 event for `request`: the route `match` took (`routeKey`,
     `pathParameters`), else the `$default` route, as for a Function URL."""
     raw_path, raw_query = _split_target(request.raw_target)
-    path = unquote_to_bytes(raw_path).decode("utf-8", "replace")
+    if b"%" in raw_path:
+        raw_path = unquote_to_bytes(raw_path)
+    path = raw_path.decode("utf-8", "replace")
 
     headers: dict[str, str] = {}
     cookies: list[str] = []
     for raw_name, raw_value in request.raw_headers:
         name = raw_name.decode("latin-1").lower()
-        value = _text(raw_value)
+        try:  # _text(), inlined: it runs for every header
+            value = raw_value.decode("utf-8")
+        except UnicodeDecodeError:
+            value = raw_value.decode("latin-1")
         if name == "cookie":
             cookies.extend(c for c in (part.strip() for part in value.split(";")) if c)
             continue

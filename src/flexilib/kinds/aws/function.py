@@ -28,22 +28,24 @@ import asyncio
 import json
 import os
 import re
-import resource
 import sys
 import threading
 import traceback
-import uuid
 from asyncio import _get_running_loop, _set_running_loop
 from pathlib import Path
+from resource import RUSAGE_THREAD, getrusage
+from time import monotonic, perf_counter, thread_time
+from typing import Any
 
 from flexilib.config import HandlerSpec
-from flexilib.kinds.aws.context import LambdaContext, function_arn, new_context
+from flexilib.kinds.aws.context import ContextTemplate, LambdaContext, function_arn
 from flexilib.kinds.aws.environment import (
     function_environment,
     lambda_environment,
     task_root_gate,
 )
 from flexilib.kinds.aws.events import ACCOUNT_ID, gateway_event
+from flexilib.kinds.aws.ids import random_uuid
 from flexilib.kinds.aws.responses import (
     INTEGRATION_TIMEOUT_S,
     LambdaResponseError,
@@ -108,6 +110,7 @@ class LambdaHandler(Handler):
         self.name = spec.option("name", Path(spec.path).stem)
         self._env = _environment(spec)
         self._arn = function_arn(self._env["AWS_REGION"], ACCOUNT_ID, self.name)
+        self._contexts = ContextTemplate(self._env, invoked_function_arn=self._arn)
         self._routes = route_table(spec)
         self.task_root = self._env["LAMBDA_TASK_ROOT"]
         self._func = None
@@ -181,22 +184,18 @@ class LambdaHandler(Handler):
         server_loop: asyncio.AbstractEventLoop | None,
     ) -> Response:
         event = gateway_event(request, fmt, match)
-        context = new_context(
-            self._env,
-            timeout_s=self.timeout,
-            invoked_function_arn=self._arn,
-            aws_request_id=_request_id(request),
-        )
-        before = _peak_kb()
+        context = self._contexts.new(_request_id(request), monotonic() + self.timeout)
+        before = getrusage(RUSAGE_THREAD)  # its ru_maxrss is the process's peak
+        start, cpu_start = perf_counter(), thread_time()
         if server_loop is not None:
             _set_running_loop(None)
         _ensure_event_loop()
-        token = self._namespace.enter()
+        namespace = self._namespace.enter()
+        environment = function_environment.enter(self._env)
         if _views[0] is not self._namespace:
             _forget_resolved_views(self._namespace)
         try:
-            with function_environment(self._env):
-                result = self._func(event, context)
+            result = self._func(event, context)
         except DeadlineExceeded:
             # the dispatcher's interruption at the deadline (it has answered already)
             _drop_event_loop()  # it may hold the interrupted function's tasks
@@ -205,18 +204,30 @@ class LambdaHandler(Handler):
             diag(f"{self.name}: {context.aws_request_id}: {_error_json(exc, context)}")
             return function_error_response(fmt)
         finally:
-            Namespace.leave(token)
+            function_environment.leave(environment)
+            Namespace.leave(namespace)
             if server_loop is not None:
                 asyncio.set_event_loop(server_loop)  # the worker's loop is its thread's current
                 _set_running_loop(server_loop)
+        wall = perf_counter() - start
+        after = getrusage(RUSAGE_THREAD)
+        response = self._response(result, fmt, context, (after.ru_maxrss - before.ru_maxrss) >> 10)
+        if after.ru_nvcsw == before.ru_nvcsw and after.ru_nivcsw != before.ru_nivcsw:
+            # preempted, and never blocked: the time off the CPU was other processes'
+            response.elapsed = thread_time() - cpu_start
+        else:
+            response.elapsed = wall
+        return response
+
+    def _response(self, result: Any, fmt: str, context: LambdaContext, grown_mb: int) -> Response:
+        """What API Gateway answers for a call that returned `result`, its memory `grown_mb`."""
         if context.get_remaining_time_in_millis() <= 0:  # overran, not interrupted (a C call)
             diag(f"{self.name}: {context.aws_request_id}: Task timed out")
             return timeout_response(fmt, self.function_timeout)
-        grown = (_peak_kb() - before) // 1024
-        if grown > self.memory:
+        if grown_mb > self.memory:
             diag(
                 f"{self.name}: {context.aws_request_id}: Runtime exited: memory grew by "
-                f"{grown} MB, over memory={self.memory}"
+                f"{grown_mb} MB, over memory={self.memory}"
             )
             return function_error_response(fmt)
         try:
@@ -246,7 +257,7 @@ def _request_id(request: Request) -> str:
     """
     with _id_lock:
         if request.request_id is None:
-            request.request_id = str(uuid.uuid4())
+            request.request_id = random_uuid()
         return request.request_id
 
 
@@ -269,10 +280,6 @@ def _forget_resolved_views(namespace: Namespace) -> None:
     urls = sys.modules.get("django.urls")
     if urls is not None:
         urls.clear_url_caches()
-
-
-def _peak_kb() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def _ensure_event_loop() -> None:
