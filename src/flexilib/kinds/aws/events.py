@@ -37,6 +37,7 @@ These run once per request: no deep copies, constants built at import.
 from __future__ import annotations
 
 import base64
+import functools
 import time
 import zlib
 from urllib.parse import parse_qsl, unquote_to_bytes, urlsplit
@@ -120,6 +121,7 @@ def _body(body: bytes, content_type: str | None, text_types: frozenset[str]) -> 
     return base64.b64encode(body).decode("ascii"), True
 
 
+@functools.lru_cache(maxsize=256)  # a server sees few Host values: 0.2 us a call, not 0.7
 def _forwarded_port(host: str | None, scheme: str) -> str:
     if host and not host.endswith("]"):  # "[::1]" has no port, "[::1]:8080" has one
         _, colon, port = host.rpartition(":")
@@ -128,6 +130,7 @@ def _forwarded_port(host: str | None, scheme: str) -> str:
     return "443" if scheme == "https" else "80"
 
 
+@functools.lru_cache(maxsize=256)
 def _domain_prefix(host: str) -> str:
     """The first label of the host name (port removed), as `$context.domainPrefix`."""
     if host.startswith("["):

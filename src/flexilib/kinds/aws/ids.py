@@ -34,4 +34,4 @@ def random_uuid() -> str:
 
 def random_base64(size: int) -> str:
     """`size` random bytes in base64 (11 bytes: an HTTP API `requestId`, `JKJaXmPLvHcESHA=`)."""
-    return b2a_base64(_random.randbytes(size), newline=False).decode("ascii")
+    return b2a_base64(_random.getrandbits(size * 8).to_bytes(size), newline=False).decode("ascii")

@@ -33,6 +33,7 @@ __all__ = [
     "INTEGRATION_TIMEOUT_S",
     "LambdaResponseError",
     "function_error_response",
+    "function_response",
     "integration_timeout_response",
     "map_result_v1",
     "map_result_v2",
@@ -215,6 +216,57 @@ def _add_content_type(headers: list[tuple[str, str]], suppressed: bool, default:
         if name.lower() == "content-type":
             return
     headers.append(("Content-Type", default))
+
+
+def function_response(result: Any, fmt: str) -> Response:
+    """The response for what a function returned: the runtime's marshalling (`marshal`), then
+    API Gateway's mapping in payload format `fmt` (LambdaResponseError where it refuses)."""
+    if fmt == "1.0":
+        return map_result_v1(marshal(result))
+    return _simple_v2(result) or map_result_v2(marshal(result))
+
+
+_SIMPLE_V2_KEYS = frozenset({"statusCode", "headers", "body"})
+
+
+def _simple_v2(result: Any) -> Response | None:
+    """`map_result_v2(marshal(result))` in one pass for the common response object, or None.
+
+    The common object is a dict of an int `statusCode`, a dict of string
+    `headers` and a string `body`, and nothing else; for anything else,
+    failures included, the general path answers. Marshalling is the identity
+    for it, and each step of the mapping is done inline: 7.5k instructions
+    against 35.7k for `marshal` and `map_result_v2` (callgrind, the bench's
+    response), a fifth of what a `lambda:` call cost.
+    """
+    if type(result) is not dict or not result.keys() <= _SIMPLE_V2_KEYS:
+        return None
+    status = result.get("statusCode")
+    if type(status) is not int or not 100 <= status <= 599:
+        return None
+    headers: list[tuple[str, str]] = []
+    typed = False
+    given = result.get("headers")
+    if given is not None:
+        if type(given) is not dict:
+            return None
+        for name, value in given.items():
+            if type(name) is not str or type(value) is not str or not name:
+                return None
+            if _NOT_IN_NAME.search(name) or "\r" in value or "\n" in value or "\0" in value:
+                return None
+            headers.append((name, value))
+            typed = typed or name.lower() == "content-type"
+    body = result.get("body")
+    if body is None:
+        data = b""
+    elif type(body) is str:
+        data = body.encode("utf-8")
+    else:
+        return None
+    if data and not typed:
+        headers.append(("Content-Type", _V2_DEFAULT_TYPE))
+    return _response(data, status, headers)
 
 
 def map_result_v2(result: Any) -> Response:
