@@ -126,6 +126,60 @@ def test_asgi_app_after_a_function_that_used_asyncio_run_on_the_same_thread(star
         assert requests.get(f"{server.url}/asgi/items/1", timeout=10).json()["id"] == "1"
 
 
+def test_fast_repeats_run_inline_and_functions_still_run_event_loops_of_their_own(
+    start_server, tmp_path
+):
+    folder = site(tmp_path)
+    config = """
+/where = lambda:probe.py:where
+/loops = lambda:probe.py:own_loops dispatch=inline
+/asgi  = lambda:asgi_app.py:handler dispatch=inline
+"""
+    server = start_server(config, folder=folder)
+    cwd = str(folder.resolve())
+    with requests.Session() as session:
+
+        def where() -> dict:
+            return session.get(f"{server.url}/where", timeout=10).json()
+
+        assert where() == {"main_thread": False, "cwd": cwd}  # a request not seen yet: the pool
+        # an exact repeat of a request answered fast runs on the loop thread: no thread hop
+        assert wait_until(lambda: where()["main_thread"], what="a call on the loop thread")
+        assert where() == {"main_thread": True, "cwd": cwd}
+        for _ in range(3):  # on the loop thread, the server's running loop is hidden
+            loops = session.get(f"{server.url}/loops", timeout=10).json()
+            assert loops == {"main_thread": True, "cwd": cwd, "get_event_loop": "ran", "run": "ran"}
+            item = session.get(f"{server.url}/asgi/items/5?tag=x", timeout=10)  # Mangum
+            assert (item.status_code, item.json()["id"], item.json()["tags"]) == (200, "5", ["x"])
+    assert "Traceback" not in server.errors()
+
+
+def test_an_inline_call_never_waits_on_the_loop_thread_for_its_folder(start_server, tmp_path):
+    folder = site(tmp_path)
+    other = folder / "other"
+    other.mkdir()
+    shutil.copy(folder / "probe.py", other / "probe.py")
+    config = """
+/sleep = lambda:failing.py:sleepy timeout=1
+/fast  = lambda:failing.py:fast dispatch=inline
+/other = lambda:other/probe.py:where dispatch=inline
+"""
+    server = start_server(config, "--threads", "2", "--max-threads", "4", folder=folder)
+    here = {"main_thread": True, "cwd": str(other.resolve())}
+    assert requests.get(f"{server.url}/other", timeout=10).json() == here
+    with ThreadPoolExecutor(2) as pool:
+        slow = pool.submit(timed_get, f"{server.url}/sleep")
+        # the sleeping call holds the working directory (its folder) until its timeout
+        wait_until(lambda: "sleepy invocation" in server.stdout.read_text(), what="the call")
+        waiting = pool.submit(requests.get, f"{server.url}/other", timeout=10)
+        # meanwhile the loop thread serves: a call in the folder already entered runs inline
+        assert requests.get(f"{server.url}/fast", timeout=10).text == "fast"
+        moved = waiting.result().json()
+        assert slow.result()[0].status_code == 500
+    # the call that would have waited for its folder went to the pool, and got its folder there
+    assert moved == {**here, "main_thread": False}
+
+
 # --- the event, end to end ---------------------------------------------------------------
 
 

@@ -8,6 +8,7 @@ while `CALLS` counts the invocations that load has served.
 import asyncio
 import json
 import os
+import threading
 import time
 import uuid
 
@@ -85,3 +86,25 @@ def async_run(event, context):
         return "ran"
 
     return asyncio.run(work())  # leaves the thread without a current event loop
+
+
+def where(event, context):
+    """Where the call ran: on which thread, in which working directory."""
+    return {
+        "main_thread": threading.current_thread() is threading.main_thread(),
+        "cwd": os.getcwd(),
+    }
+
+
+def own_loops(event, context):
+    """Event loops of the function's own, as Mangum and `asyncio.run` make them."""
+
+    async def work():
+        await asyncio.sleep(0)
+        return "ran"
+
+    return {
+        **where(event, context),
+        "get_event_loop": asyncio.get_event_loop().run_until_complete(work()),
+        "run": asyncio.run(work()),
+    }

@@ -25,6 +25,7 @@ from flexilib.runtime.dispatch import (
     SLOW,
     DeadlineExceeded,
     Dispatcher,
+    NotInline,
     Overloaded,
     RequestClass,
 )
@@ -251,6 +252,17 @@ def test_an_inline_call_that_fails_slowly_is_slow_too(loop, make, monkeypatch):
     outcome = call(loop, dispatcher, handler, Request())
     assert isinstance(outcome.error, ValueError) and outcome.thread == LOOP_THREAD
     assert not learnt.inline
+
+
+def test_an_inline_call_that_cannot_run_on_the_loop_thread_now_runs_on_the_pool(loop, make):
+    def refuse_on_the_loop_thread(request):
+        if threading.get_ident() == LOOP_THREAD:
+            raise NotInline("it would wait for a lock a pool call holds")
+
+    dispatcher, handler = make(), Handler(dispatch="inline", body=refuse_on_the_loop_thread)
+    outcome = call(loop, dispatcher, handler, Request())
+    assert outcome.error is None and outcome.result.thread != LOOP_THREAD
+    assert handler.threads == [LOOP_THREAD, outcome.result.thread]  # tried inline first
 
 
 @pytest.mark.parametrize("policy, inline", [("inline", True), ("pool", False)])

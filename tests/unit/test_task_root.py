@@ -62,3 +62,21 @@ def test_a_call_that_cannot_get_its_folder_in_time_runs_where_it_is(tmp_path):
         assert os.getcwd() == str(a)
     finally:
         gate.leave()
+
+
+def test_try_enter_never_waits(tmp_path):
+    gate = _TaskRootGate()
+    home = os.getcwd()
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    assert gate.enter(str(a))
+    assert gate.try_enter(str(a))  # the folder already entered: runs together
+    assert not gate.try_enter(str(b))  # another folder: refused at once, nothing entered
+    gate.leave()
+    gate.leave()
+    assert os.getcwd() == home
+    assert gate.try_enter(str(b))
+    assert os.getcwd() == str(b)
+    gate.leave()
+    assert os.getcwd() == home

@@ -58,7 +58,7 @@ from flexilib.log import diag
 from flexilib.response import unavailable
 from flexilib.runtime.handler import HandlerError
 
-__all__ = ["DeadlineExceeded", "Dispatcher", "Gate", "Overloaded"]
+__all__ = ["DeadlineExceeded", "Dispatcher", "Gate", "NotInline", "Overloaded"]
 
 FAST = 0.0005  # a call this quick may run inline
 SLOW = 0.002  # an inline call slower than this stalls the loop: back to the pool
@@ -76,6 +76,11 @@ Done = Callable[[Any, Any, BaseException | None], None]
 
 class DeadlineExceeded(TimeoutError):
     """Raised inside a call whose deadline passed (never by the handler's own code)."""
+
+
+class NotInline(Exception):  # noqa: N818 - a request to the dispatcher, not a failure
+    """Raised by a call made on the loop thread that cannot run there now (it would have to
+    wait, say for a lock a pool call holds): the dispatcher runs it on the pool instead."""
 
 
 class Overloaded(HandlerError):
@@ -199,6 +204,9 @@ class Dispatcher:
         start = perf_counter()
         try:
             result, error = handler.call(request), None
+        except NotInline:
+            self._pool(handler, request, done, tag, learnt)
+            return
         except BaseException as exc:  # handed to the caller, who logs it
             result, error = None, exc
         took = (result.elapsed if result is not None else 0.0) or perf_counter() - start

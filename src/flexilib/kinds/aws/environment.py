@@ -229,6 +229,18 @@ class function_environment:  # noqa: N801 - used as a `with` statement, like a f
             _overlay.reset(self._token)
             self._token = None
 
+    @staticmethod
+    def enter(env: dict[str, str]) -> contextvars.Token:
+        """The `with` block's entry without an object, for the per-call path (0.2 us less):
+        `leave(token)` ends it."""
+        if type(os.environ) is not _OverlayEnviron:
+            _install()
+        return _overlay.set(env)
+
+    @staticmethod
+    def leave(token: contextvars.Token) -> None:
+        _overlay.reset(token)
+
 
 # --- the working directory ----------------------------------------------------
 
@@ -288,16 +300,29 @@ class _TaskRootGate:
                         self._free.wait(left)
                     finally:
                         self._waiting -= 1
-            if not self._active:
-                if self._home is None:
-                    self._home = os.open(".", os.O_RDONLY | os.O_DIRECTORY)
-                fd = self._fds.get(root)
-                if fd is None:
-                    fd = self._fds[root] = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
-                os.fchdir(fd)
-                self._root = root
-            self._active += 1
+            self._take(root)
             return True
+
+    def try_enter(self, root: str) -> bool:
+        """`enter` without waiting: False at once, nothing entered, when calls for another
+        folder hold the directory (a call on the server's loop thread must not wait)."""
+        with self._lock:
+            if self._active and self._root != root:
+                return False
+            self._take(root)
+            return True
+
+    def _take(self, root: str) -> None:
+        """One more call in `root`, the directory free or already `root` (lock held)."""
+        if not self._active:
+            if self._home is None:
+                self._home = os.open(".", os.O_RDONLY | os.O_DIRECTORY)
+            fd = self._fds.get(root)
+            if fd is None:
+                fd = self._fds[root] = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+            os.fchdir(fd)
+            self._root = root
+        self._active += 1
 
     def leave(self) -> None:
         with self._lock:

@@ -54,6 +54,7 @@ from flexilib.kinds.aws.template import SamFunction, TemplateError, load_templat
 from flexilib.log import diag
 from flexilib.request import Request
 from flexilib.response import Response
+from flexilib.runtime.dispatch import NotInline
 from flexilib.runtime.handler import Handler, HandlerError, HandlerLoadError
 from flexilib.runtime.pyload import folder_files
 from flexilib.runtime.slot import file_stamp
@@ -258,6 +259,9 @@ class SamHandler(Handler):
         if isinstance(handler, LambdaHandler):
             return handler.invoke(request, fmt, match)
         if isinstance(handler, LambdaRuntimeHandler):
+            if self._loop is not None and asyncio._get_running_loop() is self._loop:
+                # called inline, on the loop thread: waiting for the loop here would deadlock
+                raise NotInline(f"{self.spec.path}: a provided.* function runs from the pool")
             call = handler.invoke_async(request, fmt, match)
             return asyncio.run_coroutine_threadsafe(call, self._loop).result()
         return function_error_response(fmt)
