@@ -69,34 +69,29 @@ def tree_cpu_seconds(root: int) -> float:
     return ticks / CLK_TCK
 
 
-def tree_rss_kb(root: int) -> int:
-    """Sum of VmRSS over the tree, in KiB."""
+def _tree_sum_kb(root: int, file: str, field: str) -> int:
+    """Sum of one `Field:  N kB` line of /proc/PID/`file` over the tree (unreadable: 0)."""
     total = 0
     for pid in process_tree(root):
         try:
-            status = Path(f"/proc/{pid}/status").read_text()
+            text = Path(f"/proc/{pid}/{file}").read_text()
         except OSError:
             continue
-        for line in status.splitlines():
-            if line.startswith("VmRSS:"):
+        for line in text.splitlines():
+            if line.startswith(field):
                 total += int(line.split()[1])
                 break
     return total
+
+
+def tree_rss_kb(root: int) -> int:
+    """Sum of VmRSS over the tree, in KiB."""
+    return _tree_sum_kb(root, "status", "VmRSS:")
 
 
 def tree_pss_kb(root: int) -> int:
-    """Sum of PSS over the tree, in KiB (0 where smaps_rollup is unreadable)."""
-    total = 0
-    for pid in process_tree(root):
-        try:
-            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
-        except OSError:
-            continue
-        for line in rollup.splitlines():
-            if line.startswith("Pss:"):
-                total += int(line.split()[1])
-                break
-    return total
+    """Sum of PSS over the tree, in KiB: shared pages counted once (smaps_rollup)."""
+    return _tree_sum_kb(root, "smaps_rollup", "Pss:")
 
 
 @dataclass(frozen=True)
