@@ -11,7 +11,7 @@ from flexilib.kinds.aws.environment import _TaskRootGate
 
 
 @pytest.fixture
-def folders(folders):
+def folders(tmp_path):
     """Two function folders, `a` and `b`, as strings."""
     a, b = folders
     return a, b
