@@ -13,8 +13,10 @@ from flexilib.kinds.aws.environment import _TaskRootGate
 @pytest.fixture
 def folders(tmp_path):
     """Two function folders, `a` and `b`, as strings."""
-    a, b = folders
-    return a, b
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    return str(a), str(b)
 
 
 def test_calls_run_in_their_folder_and_the_servers_is_restored(folders):
