@@ -83,9 +83,14 @@ def ensure_venv() -> None:
         subprocess.run([*pip, *PEER_PACKAGES], check=True)
     src = REPO / "src"
     check = f"import flexilib, pathlib; assert pathlib.Path(flexilib.__file__).is_relative_to({str(src)!r})"
-    if not _venv_ok(check):
+    # an editable install follows the code but not new dependencies: re-install when
+    # pyproject.toml is not the one installed (a venv from before `sam:` lacked pyyaml)
+    stamp = VENV / "flexilib-pyproject.toml"
+    pyproject = (REPO / "pyproject.toml").read_bytes()
+    if not _venv_ok(check) or not stamp.exists() or stamp.read_bytes() != pyproject:
         _say(f"pip install -e {REPO}")
         subprocess.run([*pip, "-e", str(REPO)], check=True)
+        stamp.write_bytes(pyproject)
 
 
 def build_examples() -> Path:
