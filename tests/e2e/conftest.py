@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -38,15 +39,29 @@ def wait_until(condition, timeout: float = 10.0, interval: float = 0.02, what: s
         time.sleep(interval)
 
 
-def build_library(source: str | Path, out: Path, *defines: str) -> Path:
-    """Compile a C file from tests/native (or a path) into a shared library with gcc."""
+def _compile(source: str | Path, out: Path, command: Callable[[Path, Path], list[str]]) -> Path:
+    """Run `command(source, tmp)` and move `tmp` over `out` once it is whole.
+
+    `source` is a path, or a file name in tests/native. The rename means a
+    server watching `out` never sees a half-written library.
+    """
     source = Path(source)
     if not source.is_absolute():
         source = NATIVE_SOURCES / source
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".build")
-    subprocess.run(
-        [
+    subprocess.run(command(source, tmp), check=True)
+    tmp.with_name(tmp.name + ".o").unlink(missing_ok=True)  # zig leaves its object beside
+    os.replace(tmp, out)
+    return out
+
+
+def build_library(source: str | Path, out: Path, *defines: str) -> Path:
+    """Compile a C file from tests/native (or a path) into a shared library with gcc."""
+    return _compile(
+        source,
+        out,
+        lambda source, tmp: [
             "gcc",
             "-O2",
             "-fPIC",
@@ -60,10 +75,7 @@ def build_library(source: str | Path, out: Path, *defines: str) -> Path:
             str(tmp),
             str(source),
         ],
-        check=True,
     )
-    os.replace(tmp, out)
-    return out
 
 
 def build_zig_library(source: str | Path, out: Path, optimize: str = "ReleaseSafe") -> Path:
@@ -76,13 +88,10 @@ def build_zig_library(source: str | Path, out: Path, optimize: str = "ReleaseSaf
     cache the library itself); ReleaseFast took under a second, for tests
     that need many builds.
     """
-    source = Path(source)
-    if not source.is_absolute():
-        source = NATIVE_SOURCES / source
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".build")
-    subprocess.run(
-        [
+    return _compile(
+        source,
+        out,
+        lambda source, tmp: [
             sys.executable,
             "-m",
             "ziglang",
@@ -101,11 +110,7 @@ def build_zig_library(source: str | Path, out: Path, optimize: str = "ReleaseSaf
             f"-Mflexilib={INCLUDE / 'flexilib.zig'}",
             f"-femit-bin={tmp}",
         ],
-        check=True,
     )
-    tmp.with_name(tmp.name + ".o").unlink(missing_ok=True)  # zig leaves its object beside
-    os.replace(tmp, out)
-    return out
 
 
 class Server:
